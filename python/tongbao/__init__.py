@@ -1,0 +1,101 @@
+"""tongbao (通宝): a transaction-processing core for retail central-bank digital currency.
+
+The Rust engine (``tongbao._core``) validates and settles batches of signed transactions; this
+package is its Python face.
+
+>>> import tongbao as tb
+>>> tb.Status.OK == 0
+True
+"""
+
+from __future__ import annotations
+
+from tongbao._core import (
+    BATCH_TX_COUNT_MAX,
+    CLOCK_SKEW_MS_MAX,
+    FORMAT_VERSION,
+    INPUTS_MAX,
+    OUTPUTS_MAX,
+    REFERENCE_LEN_MAX,
+    SIGNATURES_MAX,
+    TX_BYTES_MAX,
+    VALIDITY_MS_MAX,
+    Keyring,
+    frame_batch,
+    public_key_from_secret,
+    sign_message,
+    unframe_batch,
+    verify_signature,
+)
+from tongbao._core import __version__ as __version__
+from tongbao.errors import (
+    BatchRejected,
+    DuplicateWallet,
+    InsufficientFunds,
+    InvalidArgument,
+    InvalidKey,
+    InvariantViolation,
+    MalformedTransaction,
+    TongbaoError,
+    UnknownWallet,
+)
+from tongbao.ledger import Ledger, Receipt, Settlement, Supply, WalletInfo
+from tongbao.tx import (
+    decode,
+    encode,
+    from_json,
+    issue,
+    redeem,
+    sign,
+    to_json,
+    token_id,
+    transaction_id,
+    transfer,
+)
+from tongbao.types import Kind, Scheme, Status, WalletKind
+
+__all__ = [
+    "BATCH_TX_COUNT_MAX",
+    "CLOCK_SKEW_MS_MAX",
+    "FORMAT_VERSION",
+    "INPUTS_MAX",
+    "OUTPUTS_MAX",
+    "REFERENCE_LEN_MAX",
+    "SIGNATURES_MAX",
+    "TX_BYTES_MAX",
+    "VALIDITY_MS_MAX",
+    "BatchRejected",
+    "DuplicateWallet",
+    "InsufficientFunds",
+    "InvalidArgument",
+    "InvalidKey",
+    "InvariantViolation",
+    "Keyring",
+    "Kind",
+    "Ledger",
+    "MalformedTransaction",
+    "Receipt",
+    "Scheme",
+    "Settlement",
+    "Status",
+    "Supply",
+    "TongbaoError",
+    "UnknownWallet",
+    "WalletInfo",
+    "WalletKind",
+    "decode",
+    "encode",
+    "frame_batch",
+    "from_json",
+    "issue",
+    "public_key_from_secret",
+    "redeem",
+    "sign",
+    "sign_message",
+    "to_json",
+    "token_id",
+    "transaction_id",
+    "transfer",
+    "unframe_batch",
+    "verify_signature",
+]

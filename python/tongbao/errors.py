@@ -1,0 +1,66 @@
+"""Exceptions raised by tongbao, under one root: :class:`TongbaoError`.
+
+A whole call that is refused raises one of these and changes nothing. A single transaction that
+fails inside a batch is never an exception: it gets a :class:`tongbao.Status` in the results.
+
+>>> from tongbao.errors import MalformedTransaction, TongbaoError
+>>> issubclass(MalformedTransaction, ValueError) and issubclass(MalformedTransaction, TongbaoError)
+True
+"""
+
+from __future__ import annotations
+
+
+class TongbaoError(Exception):
+    """Root of every error tongbao raises."""
+
+
+class MalformedTransaction(TongbaoError, ValueError):
+    """An encoding (transaction or batch) cannot be read.
+
+    ``field`` names the field and ``offset`` the byte where decoding stopped.
+    """
+
+    def __init__(self, message: str, field: str = "", offset: int = 0) -> None:
+        super().__init__(message)
+        self.field = field
+        self.offset = offset
+
+
+class InvalidKey(TongbaoError, ValueError):
+    """A public or secret key is the wrong length, not on the curve, or weak."""
+
+
+class DuplicateWallet(TongbaoError, ValueError):
+    """A wallet id is registered already (or twice in one call); nothing was registered."""
+
+    def __init__(self, message: str, wallet_id: int = 0) -> None:
+        super().__init__(message)
+        self.wallet_id = wallet_id
+
+
+class UnknownWallet(TongbaoError, KeyError):
+    """A wallet id is not registered."""
+
+    def __init__(self, message: str, wallet_id: int = 0) -> None:
+        super().__init__(message)
+        self.wallet_id = wallet_id
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class BatchRejected(TongbaoError, ValueError):
+    """A whole batch was refused (too large, or its timestamp goes backwards); nothing applied."""
+
+
+class InsufficientFunds(TongbaoError):
+    """A payment cannot be built: the payer's unspent tokens do not cover the amount."""
+
+
+class InvalidArgument(TongbaoError, ValueError):
+    """An argument is out of range or inconsistent with another."""
+
+
+class InvariantViolation(TongbaoError, AssertionError):
+    """The ledger state is inconsistent. This is a bug: stop and report it."""

@@ -1,0 +1,299 @@
+"""The embedded ledger: register wallets, settle batches, read balances.
+
+Every call that takes a batch makes one call into Rust and releases the GIL while Rust works.
+
+>>> import tongbao as tb
+>>> ledger = tb.Ledger(threads=1)
+>>> keys = tb.Keyring()
+>>> ledger.open_wallets(keys, [1], tb.WalletKind.CENTRAL_BANK)
+>>> ledger.open_wallets(keys, [100], tb.WalletKind.OPERATOR)
+>>> ledger.open_wallets(keys, [1001, 1002], tb.WalletKind.PERSONAL)
+>>> issue = tb.issue(keys, central_bank=1, outputs=[(100, 50_000)], timestamp_ms=1_000)
+>>> ledger.settle([issue], timestamp_ms=1_000).statuses.tolist()
+[0]
+>>> ledger.pay(keys, 100, 1001, 20_000, timestamp_ms=2_000).ok
+True
+>>> ledger.balance(100), ledger.balance(1001)
+(30000, 20000)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from tongbao import _core
+from tongbao.tx import DEFAULT_VALIDITY_MS
+from tongbao.types import Scheme, Status, WalletKind
+
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What one settled batch did. ``hash`` chains to ``prev_hash``, the previous receipt's."""
+
+    seq: int
+    timestamp_ms: int
+    tx_count: int
+    status_counts: dict[Status, int]
+    value_moved_fen: int
+    issued_fen: int
+    redeemed_fen: int
+    prev_hash: bytes
+    hash: bytes
+
+    @property
+    def ok_count(self) -> int:
+        return self.status_counts.get(Status.OK, 0)
+
+    @classmethod
+    def _from_core(cls, d: dict[str, object]) -> Receipt:
+        counts = d["status_counts"]
+        assert isinstance(counts, dict)
+        return cls(
+            seq=int(d["seq"]),  # type: ignore[call-overload]
+            timestamp_ms=int(d["timestamp_ms"]),  # type: ignore[call-overload]
+            tx_count=int(d["tx_count"]),  # type: ignore[call-overload]
+            status_counts={Status(k): int(v) for k, v in counts.items()},
+            value_moved_fen=int(d["value_moved_fen"]),  # type: ignore[call-overload]
+            issued_fen=int(d["issued_fen"]),  # type: ignore[call-overload]
+            redeemed_fen=int(d["redeemed_fen"]),  # type: ignore[call-overload]
+            prev_hash=bytes(d["prev_hash"]),  # type: ignore[call-overload]
+            hash=bytes(d["hash"]),  # type: ignore[call-overload]
+        )
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """Result of :meth:`Ledger.settle`: one status per transaction (``uint8`` numpy array, values
+    of :class:`Status`) and the batch receipt."""
+
+    statuses: npt.NDArray[np.uint8]
+    receipt: Receipt
+
+    @property
+    def ok(self) -> bool:
+        """True when every transaction settled (status OK)."""
+        return bool((self.statuses == Status.OK).all())
+
+    def status(self, index: int) -> Status:
+        """The status of transaction ``index`` as a :class:`Status`."""
+        return Status(int(self.statuses[index]))
+
+    def counts(self) -> dict[Status, int]:
+        """Transactions per status."""
+        return dict(self.receipt.status_counts)
+
+
+@dataclass(frozen=True)
+class WalletInfo:
+    """A registered wallet as the ledger sees it."""
+
+    wallet_id: int
+    kind: WalletKind
+    scheme: Scheme
+    public_key: bytes
+    balance_fen: int
+    token_count: int
+
+
+@dataclass(frozen=True)
+class Supply:
+    """Money supply totals, in fen: ``issued_fen - redeemed_fen == outstanding_fen`` always."""
+
+    issued_fen: int
+    redeemed_fen: int
+    outstanding_fen: int
+
+
+class Ledger:
+    """An embedded, in-memory ledger of wallets and unspent tokens.
+
+    ``threads``: threads for decoding and signature checks (0: one per core).
+    ``verify_signatures``: False only to replay a trusted log or to benchmark; every other
+    check still runs.
+
+    Raises :class:`tongbao.errors.InvalidArgument` for an impossible thread count.
+    """
+
+    def __init__(self, *, threads: int = 0, verify_signatures: bool = True) -> None:
+        self._core = _core.Ledger(threads, verify_signatures)
+
+    # -- wallets ---------------------------------------------------------------------------
+
+    def register_wallets(
+        self,
+        wallet_ids: Sequence[int],
+        kinds: Sequence[int] | int,
+        public_keys: Sequence[bytes],
+        schemes: Sequence[int] | int = Scheme.ED25519,
+    ) -> None:
+        """Register wallets with their public keys, all or none.
+
+        ``kinds`` and ``schemes`` are one value for all or one per wallet. Keys are parsed and
+        checked once here (Ed25519: canonical, not of small order; SM2: a point on sm2p256v1,
+        with Z_A computed and cached). Raises ``InvalidKey``, ``DuplicateWallet`` or
+        ``InvalidArgument``; on any error nothing is registered. Releases the GIL.
+        """
+        n = len(wallet_ids)
+        kinds_list = [int(kinds)] * n if isinstance(kinds, int) else [int(k) for k in kinds]
+        schemes_list = [int(schemes)] * n if isinstance(schemes, int) else [int(s) for s in schemes]
+        self._core.register_wallets(
+            [int(w) for w in wallet_ids], kinds_list, schemes_list, [bytes(k) for k in public_keys]
+        )
+
+    def open_wallets(
+        self,
+        keyring: _core.Keyring,
+        wallet_ids: Sequence[int],
+        kind: WalletKind,
+        scheme: Scheme = Scheme.ED25519,
+        seed: bytes = b"tongbao",
+    ) -> None:
+        """Generate deterministic keys for ``wallet_ids`` into ``keyring`` (from ``seed``) and
+        register the wallets. For simulations and tests: real wallets bring their own keys."""
+        publics = keyring.generate([int(w) for w in wallet_ids], int(scheme), seed)
+        self.register_wallets(wallet_ids, kind, publics, scheme)
+
+    def wallet(self, wallet_id: int) -> WalletInfo | None:
+        """The wallet's kind, scheme, key, balance and token count, or None if unknown."""
+        info = self._core.wallet_info(wallet_id)
+        if info is None:
+            return None
+        kind, scheme, public_key, balance, tokens = info
+        return WalletInfo(wallet_id, WalletKind(kind), Scheme(scheme), public_key, balance, tokens)
+
+    @property
+    def wallet_count(self) -> int:
+        return self._core.wallet_count
+
+    # -- settlement --------------------------------------------------------------------------
+
+    def settle(self, batch: Sequence[bytes] | bytes, timestamp_ms: int) -> Settlement:
+        """Settle a batch of encoded transactions at ``timestamp_ms`` (Unix ms, never earlier
+        than the previous batch's).
+
+        ``batch`` is a list of ``bytes`` or one blob from :func:`tongbao.frame_batch`. Returns one
+        status per transaction and a receipt. Transactions apply in batch order; the first wins
+        a conflict. Raises ``BatchRejected`` (too many transactions, timestamp going backwards)
+        or ``MalformedTransaction`` (an unreadable blob frame), changing nothing. At most
+        ``tongbao.BATCH_TX_COUNT_MAX`` transactions. Releases the GIL; signatures are checked in
+        parallel on the ledger's threads.
+        """
+        items = batch if isinstance(batch, bytes) else list(batch)
+        codes, receipt = self._core.settle(items, int(timestamp_ms))
+        statuses = np.frombuffer(codes, dtype=np.uint8)
+        return Settlement(statuses=statuses, receipt=Receipt._from_core(receipt))
+
+    def build_payments(
+        self,
+        keyring: _core.Keyring,
+        payers: Sequence[int],
+        payees: Sequence[int],
+        amounts_fen: Sequence[int],
+        timestamp_ms: int,
+        expiry_ms: int | None = None,
+        reference: bytes = b"",
+        skip_insufficient: bool = False,
+    ) -> tuple[list[bytes], list[int]]:
+        """Build and sign one transfer per payment, selecting each payer's tokens and making
+        change. Payments of one payer chain (a later one may spend an earlier one's change), so
+        the list settles in one batch, in order.
+
+        Returns ``(transactions, skipped)``: ``skipped`` lists the indices of payments the payer
+        could not fund (only with ``skip_insufficient``; otherwise ``InsufficientFunds`` is
+        raised). Raises ``UnknownWallet`` or ``InvalidArgument``. Releases the GIL and signs in
+        parallel.
+        """
+        expiry = timestamp_ms + DEFAULT_VALIDITY_MS if expiry_ms is None else expiry_ms
+        txs, skipped = self._core.build_payments(
+            keyring,
+            [int(p) for p in payers],
+            [int(p) for p in payees],
+            [int(a) for a in amounts_fen],
+            int(timestamp_ms),
+            int(expiry),
+            reference,
+            skip_insufficient,
+        )
+        return list(txs), list(skipped)
+
+    def pay(
+        self,
+        keyring: _core.Keyring,
+        payer: int,
+        payee: int,
+        amount_fen: int,
+        timestamp_ms: int,
+        reference: bytes = b"",
+    ) -> Settlement:
+        """Pay ``amount_fen`` from ``payer`` to ``payee`` now: build, sign and settle one
+        transfer. Raises ``InsufficientFunds`` if the payer cannot fund it."""
+        txs, _ = self.build_payments(
+            keyring, [payer], [payee], [amount_fen], timestamp_ms, reference=reference
+        )
+        return self.settle(txs, timestamp_ms)
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def balance(self, wallet_id: int) -> int:
+        """Balance in fen. Raises ``UnknownWallet``."""
+        return self._core.balance(wallet_id)
+
+    def balances(self, wallet_ids: Sequence[int]) -> npt.NDArray[np.uint64]:
+        """Balances of many wallets in fen, as a ``uint64`` array. Raises ``UnknownWallet``."""
+        raw = self._core.balances([int(w) for w in wallet_ids])
+        return np.frombuffer(raw, dtype="<u8").astype(np.uint64)
+
+    def unspent(self, wallet_id: int) -> list[tuple[bytes, int]]:
+        """The wallet's unspent tokens as ``(token_id, value_fen)``. Raises ``UnknownWallet``."""
+        return list(self._core.unspent(wallet_id))
+
+    def token(self, token_id: bytes) -> tuple[int, int] | None:
+        """``(owner, value_fen)`` of an unspent token, or None."""
+        return self._core.token(token_id)
+
+    def is_spent(self, token_id: bytes) -> bool:
+        """True while the ledger remembers the token as spent (until its spender expires)."""
+        return self._core.is_spent(token_id)
+
+    def is_settled(self, tx_id: bytes) -> bool:
+        """True while the ledger remembers the transaction as settled (until it expires)."""
+        return self._core.is_settled(tx_id)
+
+    def supply(self) -> Supply:
+        """Issued, redeemed and outstanding money, in fen."""
+        issued, redeemed, outstanding = self._core.supply()
+        return Supply(issued, redeemed, outstanding)
+
+    def check_invariants(self) -> None:
+        """Full consistency check of the state (supply conserved, balances match tokens).
+        Raises ``InvariantViolation``. O(tokens); releases the GIL."""
+        self._core.check_invariants()
+
+    def state_digest(self) -> bytes:
+        """SHA-256 digest of the whole state, independent of thread count and map order."""
+        return self._core.state_digest()
+
+    @property
+    def token_count(self) -> int:
+        return self._core.token_count
+
+    @property
+    def settled_count(self) -> int:
+        return self._core.settled_count
+
+    @property
+    def threads(self) -> int:
+        return self._core.threads
+
+    @property
+    def batch_seq(self) -> int:
+        return self._core.batch_seq
+
+    @property
+    def last_receipt_hash(self) -> bytes:
+        return self._core.last_receipt_hash

@@ -1,0 +1,183 @@
+"""Transaction builders and the JSON form of the binary format (``docs/format.md``).
+
+Builders return encoded ``bytes``; sign with a :class:`tongbao.Keyring`. Amounts are integers
+in fen (1 yuan = 100 fen); floats are refused.
+
+>>> import tongbao as tb
+>>> keys = tb.Keyring()
+>>> _ = keys.generate([1], tb.Scheme.ED25519, b"seed")
+>>> tx = tb.issue(keys, central_bank=1, outputs=[(100, 5_000)], timestamp_ms=0)
+>>> doc = tb.to_json(tx)
+>>> doc["kind"], doc["outputs"]
+('issue', [{'owner': 100, 'amount_fen': 5000}])
+>>> tb.from_json(doc) == tx
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from tongbao import _core
+from tongbao.errors import InvalidArgument
+from tongbao.types import Kind
+
+#: Default validity window of built transactions: one hour.
+DEFAULT_VALIDITY_MS = 3_600_000
+
+
+def _outputs(outputs: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    result = []
+    for owner, amount in outputs:
+        if not isinstance(amount, int) or isinstance(amount, bool):
+            raise InvalidArgument(f"amounts are integers in fen, got {amount!r}")
+        result.append((int(owner), amount))
+    return result
+
+
+def encode(
+    kind: Kind,
+    inputs: Sequence[bytes],
+    outputs: Iterable[tuple[int, int]],
+    timestamp_ms: int,
+    expiry_ms: int | None = None,
+    reference: bytes = b"",
+    signatures: Sequence[tuple[int, bytes]] = (),
+) -> bytes:
+    """Encode a transaction (unsigned unless ``signatures`` are given).
+
+    Raises ``MalformedTransaction`` (a limit exceeded, field named) or ``InvalidArgument``.
+    """
+    expiry = timestamp_ms + DEFAULT_VALIDITY_MS if expiry_ms is None else expiry_ms
+    return _core.encode_transaction(
+        int(kind),
+        list(inputs),
+        _outputs(outputs),
+        int(timestamp_ms),
+        int(expiry),
+        bytes(reference),
+        [(int(s), bytes(sig)) for s, sig in signatures],
+    )
+
+
+def sign(keyring: _core.Keyring, tx: bytes, signers: Sequence[int]) -> bytes:
+    """Sign one encoded transaction with the keys of ``signers`` (replacing any signatures)."""
+    return keyring.sign([tx], [[int(s) for s in signers]])[0]
+
+
+def issue(
+    keyring: _core.Keyring,
+    central_bank: int,
+    outputs: Iterable[tuple[int, int]],
+    timestamp_ms: int,
+    expiry_ms: int | None = None,
+    reference: bytes = b"",
+) -> bytes:
+    """A signed issue: the central bank creates value in operator banks' wallets."""
+    body = encode(Kind.ISSUE, [], outputs, timestamp_ms, expiry_ms, reference)
+    return sign(keyring, body, [central_bank])
+
+
+def transfer(
+    keyring: _core.Keyring,
+    inputs: Sequence[bytes],
+    outputs: Iterable[tuple[int, int]],
+    signers: Sequence[int],
+    timestamp_ms: int,
+    expiry_ms: int | None = None,
+    reference: bytes = b"",
+) -> bytes:
+    """A signed transfer spending explicit token ids (see :meth:`Ledger.build_payments` for the
+    wallet-level way that picks tokens for you)."""
+    body = encode(Kind.TRANSFER, inputs, outputs, timestamp_ms, expiry_ms, reference)
+    return sign(keyring, body, signers)
+
+
+def redeem(
+    keyring: _core.Keyring,
+    inputs: Sequence[bytes],
+    change: Iterable[tuple[int, int]],
+    signers: Sequence[int],
+    timestamp_ms: int,
+    expiry_ms: int | None = None,
+    reference: bytes = b"",
+) -> bytes:
+    """A signed redemption by an operator bank: inputs minus ``change`` is destroyed."""
+    body = encode(Kind.REDEEM, inputs, change, timestamp_ms, expiry_ms, reference)
+    return sign(keyring, body, signers)
+
+
+def decode(tx: bytes) -> dict[str, Any]:
+    """Decode an encoded transaction into a dict (binary fields as ``bytes``).
+
+    Raises ``MalformedTransaction`` with ``.field`` and ``.offset`` naming what is wrong.
+    """
+    return dict(_core.decode_transaction(tx))
+
+
+def transaction_id(tx: bytes) -> bytes:
+    """The 32-byte id of an encoded transaction: SHA-256 of its body."""
+    return _core.transaction_id(tx)
+
+
+def token_id(tx_id: bytes, index: int) -> bytes:
+    """The id of output ``index`` of transaction ``tx_id``."""
+    return _core.token_id(tx_id, index)
+
+
+def to_json(tx: bytes) -> dict[str, Any]:
+    """The JSON form of an encoded transaction, for people and APIs (hex for binary fields).
+
+    ``orjson.dumps(to_json(tx))`` gives the text. The ``id`` field is informative and ignored
+    by :func:`from_json`.
+    """
+    d = decode(tx)
+    return {
+        "version": d["version"],
+        "id": d["id"].hex(),
+        "kind": Kind(d["kind"]).name.lower(),
+        "timestamp_ms": d["timestamp_ms"],
+        "expiry_ms": d["expiry_ms"],
+        "inputs": [i.hex() for i in d["inputs"]],
+        "outputs": [{"owner": o, "amount_fen": a} for o, a in d["outputs"]],
+        "reference": d["reference"].hex(),
+        "signatures": [{"signer": s, "signature": sig.hex()} for s, sig in d["signatures"]],
+    }
+
+
+def _field(doc: dict[str, Any], name: str) -> Any:
+    if name not in doc:
+        raise InvalidArgument(f"JSON transaction: missing field {name!r}")
+    return doc[name]
+
+
+def from_json(doc: dict[str, Any]) -> bytes:
+    """Encode the JSON form made by :func:`to_json`. Raises ``InvalidArgument`` naming the
+    field that is missing or wrong, or ``MalformedTransaction`` for a limit exceeded."""
+    version = _field(doc, "version")
+    if version != _core.FORMAT_VERSION:
+        raise InvalidArgument(f"JSON transaction: unsupported version {version!r}")
+    kind_name = _field(doc, "kind")
+    try:
+        kind = Kind[str(kind_name).upper()]
+    except KeyError:
+        raise InvalidArgument(f"JSON transaction: unknown kind {kind_name!r}") from None
+    try:
+        inputs = [bytes.fromhex(i) for i in _field(doc, "inputs")]
+        reference = bytes.fromhex(_field(doc, "reference"))
+        signatures = [
+            (int(s["signer"]), bytes.fromhex(s["signature"])) for s in _field(doc, "signatures")
+        ]
+        outputs = [(o["owner"], o["amount_fen"]) for o in _field(doc, "outputs")]
+    except (TypeError, ValueError, KeyError) as exc:
+        raise InvalidArgument(f"JSON transaction: bad field value: {exc}") from None
+    return encode(
+        kind,
+        inputs,
+        outputs,
+        int(_field(doc, "timestamp_ms")),
+        int(_field(doc, "expiry_ms")),
+        reference,
+        signatures,
+    )

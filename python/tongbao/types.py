@@ -1,0 +1,57 @@
+"""Enumerations shared by the API: statuses, transaction kinds, wallet kinds, schemes."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class Status(IntEnum):
+    """The outcome of one transaction in a batch (see ``docs/status-codes.md``).
+
+    The values are part of the log format and never change.
+
+    >>> Status(0).name, Status.ALREADY_SETTLED.value
+    ('OK', 1)
+    """
+
+    OK = 0
+    ALREADY_SETTLED = 1
+    MALFORMED = 2
+    EXPIRED = 3
+    NOT_YET_VALID = 4
+    DUPLICATE_INPUT = 5
+    ZERO_VALUE_OUTPUT = 6
+    VALUE_OVERFLOW = 7
+    UNKNOWN_WALLET = 8
+    BAD_SIGNATURE = 9
+    MISSING_SIGNATURE = 10
+    UNEXPECTED_SIGNER = 11
+    UNKNOWN_INPUT = 12
+    INPUT_SPENT = 13
+    VALUE_MISMATCH = 14
+    NOT_AUTHORIZED = 15
+
+
+class Kind(IntEnum):
+    """What a transaction does."""
+
+    ISSUE = 1
+    TRANSFER = 2
+    REDEEM = 3
+
+
+class WalletKind(IntEnum):
+    """Who holds a wallet."""
+
+    PERSONAL = 1
+    CORPORATE = 2
+    MERCHANT = 3
+    OPERATOR = 4
+    CENTRAL_BANK = 5
+
+
+class Scheme(IntEnum):
+    """Signature scheme of a wallet's key."""
+
+    ED25519 = 1
+    SM2 = 2

@@ -1,0 +1,233 @@
+//! Client-side helpers: a keyring of secret keys, batch signing, and wallet-level payments that
+//! select the payer's tokens and make change, so users never handle token ids.
+
+use hashbrown::HashMap;
+use rayon::prelude::*;
+
+use crate::crypto::{Scheme, SigningKey};
+use crate::error::{Error, Result};
+use crate::format::{
+    append_signatures, body_len, check_limits, encode_body, token_id, tx_id_of_body, Condition,
+    Kind, Output, SignatureEntry, TokenId, WalletId, INPUTS_MAX,
+};
+use crate::ledger::Ledger;
+
+/// Secret keys by wallet id, held by a client (operator app, simulator, test).
+#[derive(Default, Debug)]
+pub struct Keyring {
+    keys: HashMap<WalletId, SigningKey>,
+}
+
+impl Keyring {
+    pub fn new() -> Keyring {
+        Keyring::default()
+    }
+
+    pub fn insert(&mut self, wallet: WalletId, key: SigningKey) {
+        self.keys.insert(wallet, key);
+    }
+
+    pub fn get(&self, wallet: WalletId) -> Option<&SigningKey> {
+        self.keys.get(&wallet)
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Derive deterministic keys for many wallets (in parallel); returns their public keys.
+    pub fn derive_many(
+        &mut self,
+        scheme: Scheme,
+        seed: &[u8],
+        wallets: &[WalletId],
+    ) -> Vec<Vec<u8>> {
+        let keys: Vec<SigningKey> = wallets
+            .par_iter()
+            .map(|&w| SigningKey::derive(scheme, seed, w))
+            .collect();
+        let publics = keys.par_iter().map(|k| k.public_key_bytes()).collect();
+        for (&w, k) in wallets.iter().zip(keys) {
+            self.keys.insert(w, k);
+        }
+        publics
+    }
+
+    /// Sign encoded transactions: each gets one signature per wallet in `signers[i]`, replacing
+    /// any signature section it had. Runs in parallel on the current rayon pool.
+    pub fn sign_many<T: AsRef<[u8]> + Sync>(
+        &self,
+        txs: &[T],
+        signers: &[Vec<WalletId>],
+    ) -> Result<Vec<Vec<u8>>> {
+        if txs.len() != signers.len() {
+            return Err(Error::InvalidArgument(format!(
+                "{} transactions but {} signer lists",
+                txs.len(),
+                signers.len()
+            )));
+        }
+        txs.par_iter()
+            .zip(signers.par_iter())
+            .map(|(tx, who)| {
+                let tx = tx.as_ref();
+                let body = &tx[..body_len(tx)?];
+                check_limits(0, 0, 0, who.len())?;
+                self.sign_body(body, who)
+            })
+            .collect()
+    }
+
+    fn sign_body(&self, body: &[u8], signers: &[WalletId]) -> Result<Vec<u8>> {
+        let id = tx_id_of_body(body);
+        let mut entries = Vec::with_capacity(signers.len());
+        for &signer in signers {
+            let key = self.keys.get(&signer).ok_or_else(|| {
+                Error::InvalidArgument(format!("no secret key for wallet {signer} in the keyring"))
+            })?;
+            entries.push(SignatureEntry {
+                signer,
+                signature: key.sign(&id),
+            });
+        }
+        let mut out = body.to_vec();
+        append_signatures(&mut out, &entries);
+        Ok(out)
+    }
+}
+
+/// One payment request: `amount_fen` from `payer` to `payee`.
+#[derive(Clone, Copy, Debug)]
+pub struct Payment {
+    pub payer: WalletId,
+    pub payee: WalletId,
+    pub amount_fen: u64,
+}
+
+/// Signed payments, in request order, and the indices of requests that were skipped.
+pub struct BuiltPayments {
+    pub transactions: Vec<Vec<u8>>,
+    pub skipped: Vec<usize>,
+}
+
+/// Build and sign transfers for many payments against the ledger's current state. Payments of
+/// the same payer chain: a later one may spend the change of an earlier one, so the whole list
+/// settles in one batch, in order. Token selection takes the newest tokens first (usually the
+/// last change) up to [`INPUTS_MAX`] inputs. A payment the payer cannot fund is skipped (its
+/// index reported) when `skip_insufficient`, else the whole call fails.
+pub fn build_payments(
+    ledger: &Ledger,
+    keyring: &Keyring,
+    payments: &[Payment],
+    timestamp_ms: u64,
+    expiry_ms: u64,
+    reference: &[u8],
+    skip_insufficient: bool,
+) -> Result<BuiltPayments> {
+    check_limits(0, 2, reference.len(), 1)?;
+    if expiry_ms < timestamp_ms {
+        return Err(Error::InvalidArgument(
+            "expiry_ms is before timestamp_ms".into(),
+        ));
+    }
+    // Each payer's spendable tokens as seen by this build: the ledger's, minus those spent by
+    // earlier payments here, plus the change and receipts they created.
+    let mut views: HashMap<WalletId, Vec<(TokenId, u64)>> = HashMap::new();
+    let view = |views: &mut HashMap<WalletId, Vec<(TokenId, u64)>>, w: WalletId| -> Result<()> {
+        if !views.contains_key(&w) {
+            let wallet = ledger.wallet(w).ok_or(Error::UnknownWallet(w))?;
+            let tokens = wallet
+                .token_ids()
+                .iter()
+                .map(|id| (*id, ledger.token(id).expect("listed token exists").1))
+                .collect();
+            views.insert(w, tokens);
+        }
+        Ok(())
+    };
+    let mut bodies: Vec<(Vec<u8>, WalletId)> = Vec::with_capacity(payments.len());
+    let mut skipped = Vec::new();
+    for (n, p) in payments.iter().enumerate() {
+        if p.amount_fen == 0 {
+            return Err(Error::InvalidArgument(format!("payment {n} has amount 0")));
+        }
+        if keyring.get(p.payer).is_none() {
+            return Err(Error::InvalidArgument(format!(
+                "no secret key for wallet {} in the keyring",
+                p.payer
+            )));
+        }
+        view(&mut views, p.payer)?;
+        view(&mut views, p.payee)?;
+        let tokens = views.get_mut(&p.payer).expect("view made");
+        let mut inputs: Vec<TokenId> = Vec::new();
+        let mut gathered: u64 = 0;
+        let mut taken: Vec<(TokenId, u64)> = Vec::new();
+        while gathered < p.amount_fen && inputs.len() < INPUTS_MAX {
+            let Some((id, value)) = tokens.pop() else {
+                break;
+            };
+            gathered += value;
+            inputs.push(id);
+            taken.push((id, value));
+        }
+        if gathered < p.amount_fen {
+            tokens.extend(taken.into_iter().rev());
+            if skip_insufficient {
+                skipped.push(n);
+                continue;
+            }
+            return Err(Error::InsufficientFunds(format!(
+                "payment {n}: wallet {} cannot fund {} fen with at most {INPUTS_MAX} tokens",
+                p.payer, p.amount_fen
+            )));
+        }
+        let mut outputs = vec![Output {
+            owner: p.payee,
+            amount_fen: p.amount_fen,
+            condition: Condition::None,
+        }];
+        let change = gathered - p.amount_fen;
+        if change > 0 {
+            outputs.push(Output {
+                owner: p.payer,
+                amount_fen: change,
+                condition: Condition::None,
+            });
+        }
+        let body = encode_body(
+            Kind::Transfer,
+            timestamp_ms,
+            expiry_ms,
+            &inputs,
+            &outputs,
+            reference,
+        );
+        let id = tx_id_of_body(&body);
+        views
+            .get_mut(&p.payee)
+            .expect("view made")
+            .push((token_id(&id, 0), p.amount_fen));
+        if change > 0 {
+            views
+                .get_mut(&p.payer)
+                .expect("view made")
+                .push((token_id(&id, 1), change));
+        }
+        bodies.push((body, p.payer));
+    }
+    let transactions = ledger.install(|| {
+        bodies
+            .par_iter()
+            .map(|(body, payer)| keyring.sign_body(body, &[*payer]))
+            .collect::<Result<Vec<_>>>()
+    })?;
+    Ok(BuiltPayments {
+        transactions,
+        skipped,
+    })
+}

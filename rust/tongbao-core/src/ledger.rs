@@ -1,0 +1,721 @@
+//! The UTXO ledger and batch settlement (ARCHITECTURE.md section 4).
+//!
+//! `settle` runs in two phases. Phase 1, in parallel on the ledger's thread pool and without
+//! touching state: decode, stateless checks, signature verification. Phase 2, on one thread in
+//! batch order: the stateful checks and the apply. The first transaction in a batch wins a
+//! conflict; the result depends only on the state, the batch and its timestamp.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use hashbrown::{HashMap, HashSet};
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+
+use crate::crypto::{verify_many, PublicKey, Scheme, VerifyItem};
+use crate::error::{Error, Result};
+use crate::format::{
+    decode, token_id, Kind, TokenId, Transaction, TxId, WalletId, BATCH_TX_COUNT_MAX,
+};
+use crate::status::Status;
+
+/// How far a transaction's timestamp may be ahead of the batch timestamp.
+pub const CLOCK_SKEW_MS_MAX: u64 = 5 * 60 * 1000;
+/// Most wallets registered in one call.
+pub const REGISTER_BATCH_MAX: usize = 1 << 20;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum WalletKind {
+    Personal = 1,
+    Corporate = 2,
+    Merchant = 3,
+    Operator = 4,
+    CentralBank = 5,
+}
+
+impl WalletKind {
+    pub fn from_u8(value: u8) -> Option<WalletKind> {
+        match value {
+            1 => Some(WalletKind::Personal),
+            2 => Some(WalletKind::Corporate),
+            3 => Some(WalletKind::Merchant),
+            4 => Some(WalletKind::Operator),
+            5 => Some(WalletKind::CentralBank),
+            _ => None,
+        }
+    }
+}
+
+/// A registered wallet: its key (parsed once), kind, balance and the ids of its unspent tokens.
+#[derive(Debug)]
+pub struct Wallet {
+    pub kind: WalletKind,
+    pub key: PublicKey,
+    pub balance_fen: u64,
+    tokens: Vec<TokenId>,
+}
+
+impl Wallet {
+    pub fn token_ids(&self) -> &[TokenId] {
+        &self.tokens
+    }
+}
+
+/// An unspent token. `pos` is its index in the owner's token list (O(1) removal).
+#[derive(Clone, Copy, Debug)]
+struct TokenRecord {
+    owner: WalletId,
+    value_fen: u64,
+    pos: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Marker {
+    Spent(TokenId),
+    Settled(TxId),
+}
+
+/// The receipt of one settled batch; `hash` chains to the previous receipt's hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Receipt {
+    pub seq: u64,
+    pub timestamp_ms: u64,
+    pub tx_count: u64,
+    pub status_counts: [u64; Status::ALL.len()],
+    pub value_moved_fen: u128,
+    pub issued_fen: u128,
+    pub redeemed_fen: u128,
+    pub prev_hash: [u8; 32],
+    pub hash: [u8; 32],
+}
+
+/// Totals of the money supply, in fen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Supply {
+    pub issued_fen: u128,
+    pub redeemed_fen: u128,
+    pub outstanding_fen: u64,
+}
+
+pub struct LedgerConfig {
+    /// Threads for phase 1 (decode, checks, signatures). 0 means one per core.
+    pub threads: usize,
+    /// Off only for trusted replay of a log whose signatures were checked when it was written,
+    /// and for benchmarks. Every other check still runs.
+    pub verify_signatures: bool,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        LedgerConfig {
+            threads: 0,
+            verify_signatures: true,
+        }
+    }
+}
+
+pub struct Ledger {
+    wallets: HashMap<WalletId, Wallet>,
+    tokens: HashMap<TokenId, TokenRecord>,
+    /// Spent token -> expiry of the spending transaction (kept until then, see docs).
+    spent: HashMap<TokenId, u64>,
+    /// Settled transaction -> its expiry (kept until then: afterwards it is EXPIRED anyway).
+    settled: HashMap<TxId, u64>,
+    expiries: BinaryHeap<Reverse<(u64, Marker)>>,
+    issued_fen: u128,
+    redeemed_fen: u128,
+    outstanding_fen: u64,
+    last_timestamp_ms: u64,
+    batch_seq: u64,
+    last_receipt_hash: [u8; 32],
+    verify_signatures: bool,
+    pool: rayon::ThreadPool,
+}
+
+/// Phase-1 verdict on one transaction.
+struct Checked {
+    tx: Option<Transaction>,
+    status: Status,
+}
+
+impl Ledger {
+    pub fn new(config: LedgerConfig) -> Result<Ledger> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(config.threads)
+            .thread_name(|i| format!("tongbao-verify-{i}"))
+            .build()
+            .map_err(|e| Error::InvalidArgument(format!("cannot start thread pool: {e}")))?;
+        Ok(Ledger {
+            wallets: HashMap::new(),
+            tokens: HashMap::new(),
+            spent: HashMap::new(),
+            settled: HashMap::new(),
+            expiries: BinaryHeap::new(),
+            issued_fen: 0,
+            redeemed_fen: 0,
+            outstanding_fen: 0,
+            last_timestamp_ms: 0,
+            batch_seq: 0,
+            last_receipt_hash: [0u8; 32],
+            verify_signatures: config.verify_signatures,
+            pool,
+        })
+    }
+
+    pub fn threads(&self) -> usize {
+        self.pool.current_num_threads()
+    }
+
+    /// Run `f` on the ledger's thread pool (so client-side work such as signing uses the same
+    /// thread count as settlement).
+    pub fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        self.pool.install(f)
+    }
+
+    /// Parse many public keys in parallel (registration of a million wallets).
+    pub fn parse_keys<K: AsRef<[u8]> + Sync>(
+        &self,
+        schemes: &[Scheme],
+        keys: &[K],
+    ) -> Vec<Result<PublicKey>> {
+        self.pool.install(|| {
+            schemes
+                .par_iter()
+                .zip(keys.par_iter())
+                .map(|(s, k)| PublicKey::parse(*s, k.as_ref()))
+                .collect()
+        })
+    }
+
+    pub fn verify_signatures(&self) -> bool {
+        self.verify_signatures
+    }
+
+    /// Register wallets, all or none: every key is parsed and every id checked before any is
+    /// added.
+    pub fn register_wallets(
+        &mut self,
+        wallets: Vec<(WalletId, WalletKind, PublicKey)>,
+    ) -> Result<()> {
+        if wallets.len() > REGISTER_BATCH_MAX {
+            return Err(Error::InvalidArgument(format!(
+                "{} wallets in one call, at most {REGISTER_BATCH_MAX}",
+                wallets.len()
+            )));
+        }
+        let mut seen = HashSet::with_capacity(wallets.len());
+        for (id, _, _) in &wallets {
+            if self.wallets.contains_key(id) || !seen.insert(*id) {
+                return Err(Error::DuplicateWallet(*id));
+            }
+        }
+        self.wallets.reserve(wallets.len());
+        for (id, kind, key) in wallets {
+            self.wallets.insert(
+                id,
+                Wallet {
+                    kind,
+                    key,
+                    balance_fen: 0,
+                    tokens: Vec::new(),
+                },
+            );
+        }
+        Ok(())
+    }
+
+    pub fn wallet(&self, id: WalletId) -> Option<&Wallet> {
+        self.wallets.get(&id)
+    }
+
+    pub fn wallet_count(&self) -> usize {
+        self.wallets.len()
+    }
+
+    pub fn token_count(&self) -> usize {
+        self.tokens.len()
+    }
+
+    pub fn settled_count(&self) -> usize {
+        self.settled.len()
+    }
+
+    /// `(owner, value_fen)` of an unspent token.
+    pub fn token(&self, id: &TokenId) -> Option<(WalletId, u64)> {
+        self.tokens.get(id).map(|t| (t.owner, t.value_fen))
+    }
+
+    pub fn is_spent(&self, id: &TokenId) -> bool {
+        self.spent.contains_key(id)
+    }
+
+    pub fn is_settled(&self, id: &TxId) -> bool {
+        self.settled.contains_key(id)
+    }
+
+    pub fn supply(&self) -> Supply {
+        Supply {
+            issued_fen: self.issued_fen,
+            redeemed_fen: self.redeemed_fen,
+            outstanding_fen: self.outstanding_fen,
+        }
+    }
+
+    pub fn last_timestamp_ms(&self) -> u64 {
+        self.last_timestamp_ms
+    }
+
+    pub fn last_receipt_hash(&self) -> [u8; 32] {
+        self.last_receipt_hash
+    }
+
+    pub fn batch_seq(&self) -> u64 {
+        self.batch_seq
+    }
+
+    /// Settle a batch at `timestamp_ms`: one status per transaction, in order, and a receipt.
+    /// Errors (nothing applied): a batch over [`BATCH_TX_COUNT_MAX`], or a timestamp earlier
+    /// than the previous batch's.
+    pub fn settle<T: AsRef<[u8]> + Sync>(
+        &mut self,
+        batch: &[T],
+        timestamp_ms: u64,
+    ) -> Result<(Vec<Status>, Receipt)> {
+        if batch.len() > BATCH_TX_COUNT_MAX {
+            return Err(Error::Batch(format!(
+                "{} transactions, at most {BATCH_TX_COUNT_MAX} in one batch",
+                batch.len()
+            )));
+        }
+        if timestamp_ms < self.last_timestamp_ms {
+            return Err(Error::Batch(format!(
+                "batch timestamp {timestamp_ms} ms is before the previous batch's {} ms: timestamps never go backwards",
+                self.last_timestamp_ms
+            )));
+        }
+        self.last_timestamp_ms = timestamp_ms;
+        self.prune(timestamp_ms);
+
+        let checked = self.check_stateless(batch, timestamp_ms);
+
+        let mut statuses = Vec::with_capacity(batch.len());
+        let mut receipt_hasher = Sha256::new();
+        receipt_hasher.update(b"tongbao receipt v1");
+        receipt_hasher.update(self.last_receipt_hash);
+        receipt_hasher.update((self.batch_seq + 1).to_le_bytes());
+        receipt_hasher.update(timestamp_ms.to_le_bytes());
+        receipt_hasher.update((batch.len() as u64).to_le_bytes());
+        let mut status_counts = [0u64; Status::ALL.len()];
+        let mut value_moved_fen: u128 = 0;
+        let issued_before = self.issued_fen;
+        let redeemed_before = self.redeemed_fen;
+        for (raw, item) in batch.iter().zip(checked) {
+            let status = match item.status {
+                Status::Malformed | Status::Expired | Status::NotYetValid => item.status,
+                _ => {
+                    let tx = item.tx.as_ref().expect("decoded");
+                    if self.settled.contains_key(&tx.id) {
+                        Status::AlreadySettled
+                    } else if item.status != Status::Ok {
+                        item.status
+                    } else {
+                        let status = self.apply(tx);
+                        if status == Status::Ok && tx.kind == Kind::Transfer {
+                            value_moved_fen +=
+                                tx.output_sum_fen().expect("checked in phase 1") as u128;
+                        }
+                        status
+                    }
+                }
+            };
+            let raw = raw.as_ref();
+            receipt_hasher.update((raw.len() as u32).to_le_bytes());
+            receipt_hasher.update(raw);
+            receipt_hasher.update([status as u8]);
+            status_counts[status as usize] += 1;
+            statuses.push(status);
+        }
+        self.batch_seq += 1;
+        let hash: [u8; 32] = receipt_hasher.finalize().into();
+        let receipt = Receipt {
+            seq: self.batch_seq,
+            timestamp_ms,
+            tx_count: batch.len() as u64,
+            status_counts,
+            value_moved_fen,
+            issued_fen: self.issued_fen - issued_before,
+            redeemed_fen: self.redeemed_fen - redeemed_before,
+            prev_hash: self.last_receipt_hash,
+            hash,
+        };
+        self.last_receipt_hash = hash;
+        #[cfg(debug_assertions)]
+        self.check_supply_fast();
+        Ok((statuses, receipt))
+    }
+
+    /// Forget spent markers and settled ids whose transaction expired before `now_ms`.
+    fn prune(&mut self, now_ms: u64) {
+        while let Some(Reverse((expiry, _))) = self.expiries.peek() {
+            if *expiry >= now_ms {
+                break;
+            }
+            let Reverse((_, marker)) = self.expiries.pop().expect("peeked");
+            match marker {
+                Marker::Spent(id) => {
+                    self.spent.remove(&id);
+                }
+                Marker::Settled(id) => {
+                    self.settled.remove(&id);
+                }
+            }
+        }
+    }
+
+    /// Phase 1: decode, stateless checks and signatures, in parallel; reads state only to find
+    /// keys and to skip verifying transactions that are already settled.
+    fn check_stateless<T: AsRef<[u8]> + Sync>(&self, batch: &[T], now_ms: u64) -> Vec<Checked> {
+        let verify = self.verify_signatures;
+        self.pool.install(|| {
+            let mut checked: Vec<Checked> = batch
+                .par_iter()
+                .with_min_len(64)
+                .map(|raw| {
+                    let tx = match decode(raw.as_ref()) {
+                        Ok(tx) => tx,
+                        Err(_) => {
+                            return Checked {
+                                tx: None,
+                                status: Status::Malformed,
+                            }
+                        }
+                    };
+                    let status = self.stateless_status(&tx, now_ms);
+                    Checked {
+                        tx: Some(tx),
+                        status,
+                    }
+                })
+                .collect();
+            if !verify {
+                return checked;
+            }
+            // Signature jobs of the transactions still standing and not already settled.
+            let mut jobs: Vec<(usize, VerifyItem<'_>)> = Vec::new();
+            let mut bad_signer: Vec<usize> = Vec::new();
+            for (i, c) in checked.iter().enumerate() {
+                let Some(tx) = c.tx.as_ref() else { continue };
+                if c.status != Status::Ok || self.settled.contains_key(&tx.id) {
+                    continue;
+                }
+                let mut known = true;
+                for entry in &tx.signatures {
+                    match self.wallets.get(&entry.signer) {
+                        Some(w) => jobs.push((
+                            i,
+                            VerifyItem {
+                                key: &w.key,
+                                message: &tx.id,
+                                signature: &entry.signature,
+                            },
+                        )),
+                        None => known = false,
+                    }
+                }
+                if !known {
+                    bad_signer.push(i);
+                }
+            }
+            let threads = self.pool.current_num_threads().max(1);
+            let chunk = jobs.len().div_ceil(threads * 4).max(32);
+            let verdicts: Vec<bool> = jobs
+                .par_chunks(chunk)
+                .flat_map_iter(|part| {
+                    let items: Vec<VerifyItem<'_>> = part
+                        .iter()
+                        .map(|(_, it)| VerifyItem {
+                            key: it.key,
+                            message: it.message,
+                            signature: it.signature,
+                        })
+                        .collect();
+                    verify_many(&items)
+                })
+                .collect();
+            let failed: Vec<usize> = jobs
+                .iter()
+                .zip(verdicts)
+                .filter(|(_, ok)| !ok)
+                .map(|((i, _), _)| *i)
+                .collect();
+            drop(jobs);
+            for i in bad_signer {
+                checked[i].status = Status::UnknownWallet;
+            }
+            for i in failed {
+                if checked[i].status == Status::Ok {
+                    checked[i].status = Status::BadSignature;
+                }
+            }
+            checked
+        })
+    }
+
+    /// The checks that need nothing but the transaction and the batch time, in their order.
+    fn stateless_status(&self, tx: &Transaction, now_ms: u64) -> Status {
+        if now_ms > tx.expiry_ms {
+            return Status::Expired;
+        }
+        if tx.timestamp_ms > now_ms.saturating_add(CLOCK_SKEW_MS_MAX) {
+            return Status::NotYetValid;
+        }
+        // ALREADY_SETTLED is decided in phase 2, ahead of every status below.
+        let mut seen: HashSet<&TokenId> = HashSet::with_capacity(tx.inputs.len());
+        if !tx.inputs.iter().all(|i| seen.insert(i)) {
+            return Status::DuplicateInput;
+        }
+        if tx.outputs.iter().any(|o| o.amount_fen == 0) {
+            return Status::ZeroValueOutput;
+        }
+        if tx.output_sum_fen().is_none() {
+            return Status::ValueOverflow;
+        }
+        if !self.verify_signatures
+            && tx
+                .signatures
+                .iter()
+                .any(|s| !self.wallets.contains_key(&s.signer))
+        {
+            return Status::UnknownWallet;
+        }
+        Status::Ok
+    }
+
+    /// Phase 2 for one transaction: stateful checks, then apply. Leaves state untouched unless
+    /// it returns OK.
+    fn apply(&mut self, tx: &Transaction) -> Status {
+        if tx
+            .outputs
+            .iter()
+            .any(|o| !self.wallets.contains_key(&o.owner))
+        {
+            return Status::UnknownWallet;
+        }
+        let mut records: Vec<TokenRecord> = Vec::with_capacity(tx.inputs.len());
+        let mut any_spent = false;
+        for input in &tx.inputs {
+            match self.tokens.get(input) {
+                Some(r) => records.push(*r),
+                None if self.spent.contains_key(input) => any_spent = true,
+                None => return Status::UnknownInput,
+            }
+        }
+        if any_spent {
+            return Status::InputSpent;
+        }
+        let signers: Vec<WalletId> = tx.signatures.iter().map(|s| s.signer).collect();
+        let output_sum = tx.output_sum_fen().expect("checked in phase 1");
+        match tx.kind {
+            Kind::Issue => {
+                if signers.is_empty() {
+                    return Status::MissingSignature;
+                }
+                if signers.len() > 1 {
+                    return Status::UnexpectedSigner;
+                }
+                if self.wallets[&signers[0]].kind != WalletKind::CentralBank
+                    || tx
+                        .outputs
+                        .iter()
+                        .any(|o| self.wallets[&o.owner].kind != WalletKind::Operator)
+                {
+                    return Status::NotAuthorized;
+                }
+                if self.outstanding_fen.checked_add(output_sum).is_none() {
+                    return Status::ValueOverflow;
+                }
+            }
+            Kind::Transfer | Kind::Redeem => {
+                if records.iter().any(|r| !signers.contains(&r.owner)) {
+                    return Status::MissingSignature;
+                }
+                if signers
+                    .iter()
+                    .any(|s| !records.iter().any(|r| r.owner == *s))
+                {
+                    return Status::UnexpectedSigner;
+                }
+                let input_sum = records
+                    .iter()
+                    .try_fold(0u64, |acc, r| acc.checked_add(r.value_fen))
+                    .expect("inputs sum to at most the outstanding supply");
+                if tx.kind == Kind::Redeem {
+                    if records
+                        .iter()
+                        .any(|r| self.wallets[&r.owner].kind != WalletKind::Operator)
+                        || tx.outputs.iter().any(|o| !signers.contains(&o.owner))
+                    {
+                        return Status::NotAuthorized;
+                    }
+                    if output_sum >= input_sum {
+                        return Status::ValueMismatch;
+                    }
+                } else if output_sum != input_sum {
+                    return Status::ValueMismatch;
+                }
+            }
+        }
+
+        // Apply: every check passed.
+        let mut input_sum: u64 = 0;
+        for input in &tx.inputs {
+            input_sum += self.remove_token(input);
+            self.spent.insert(*input, tx.expiry_ms);
+            self.expiries
+                .push(Reverse((tx.expiry_ms, Marker::Spent(*input))));
+        }
+        for (index, output) in tx.outputs.iter().enumerate() {
+            self.add_token(
+                token_id(&tx.id, index as u16),
+                output.owner,
+                output.amount_fen,
+            );
+        }
+        match tx.kind {
+            Kind::Issue => {
+                self.issued_fen += output_sum as u128;
+                self.outstanding_fen += output_sum;
+            }
+            Kind::Redeem => {
+                let destroyed = input_sum - output_sum;
+                self.redeemed_fen += destroyed as u128;
+                self.outstanding_fen -= destroyed;
+            }
+            Kind::Transfer => debug_assert_eq!(input_sum, output_sum),
+        }
+        self.settled.insert(tx.id, tx.expiry_ms);
+        self.expiries
+            .push(Reverse((tx.expiry_ms, Marker::Settled(tx.id))));
+        Status::Ok
+    }
+
+    fn add_token(&mut self, id: TokenId, owner: WalletId, value_fen: u64) {
+        let wallet = self.wallets.get_mut(&owner).expect("owner checked");
+        let pos = wallet.tokens.len() as u32;
+        wallet.tokens.push(id);
+        wallet.balance_fen = wallet
+            .balance_fen
+            .checked_add(value_fen)
+            .expect("balance within supply");
+        let previous = self.tokens.insert(
+            id,
+            TokenRecord {
+                owner,
+                value_fen,
+                pos,
+            },
+        );
+        assert!(previous.is_none(), "token id collision: state is corrupt");
+    }
+
+    /// Remove an unspent token from the state; returns its value.
+    fn remove_token(&mut self, id: &TokenId) -> u64 {
+        let record = self.tokens.remove(id).expect("input checked");
+        let wallet = self.wallets.get_mut(&record.owner).expect("owner exists");
+        let last = wallet.tokens.pop().expect("owner lists the token");
+        if last != *id {
+            wallet.tokens[record.pos as usize] = last;
+            self.tokens.get_mut(&last).expect("listed token exists").pos = record.pos;
+        }
+        wallet.balance_fen -= record.value_fen;
+        record.value_fen
+    }
+
+    #[cfg(debug_assertions)]
+    fn check_supply_fast(&self) {
+        let total: u128 = self.wallets.values().map(|w| w.balance_fen as u128).sum();
+        assert_eq!(
+            total, self.outstanding_fen as u128,
+            "supply invariant broken"
+        );
+        assert_eq!(
+            self.issued_fen - self.redeemed_fen,
+            self.outstanding_fen as u128
+        );
+    }
+
+    /// Full consistency check (tests, audits): issued - redeemed = outstanding = sum of unspent
+    /// tokens = sum of balances; every wallet's token list matches the token table.
+    pub fn check_invariants(&self) -> std::result::Result<(), String> {
+        if self.issued_fen < self.redeemed_fen
+            || self.issued_fen - self.redeemed_fen != self.outstanding_fen as u128
+        {
+            return Err(format!(
+                "issued {} - redeemed {} != outstanding {}",
+                self.issued_fen, self.redeemed_fen, self.outstanding_fen
+            ));
+        }
+        let token_total: u128 = self.tokens.values().map(|t| t.value_fen as u128).sum();
+        if token_total != self.outstanding_fen as u128 {
+            return Err(format!(
+                "unspent tokens sum to {token_total}, outstanding is {}",
+                self.outstanding_fen
+            ));
+        }
+        let mut listed = 0usize;
+        for (id, wallet) in &self.wallets {
+            let mut sum: u128 = 0;
+            for (pos, token) in wallet.tokens.iter().enumerate() {
+                let record = self
+                    .tokens
+                    .get(token)
+                    .ok_or_else(|| format!("wallet {id} lists a missing token"))?;
+                if record.owner != *id || record.pos as usize != pos {
+                    return Err(format!("wallet {id}: token index out of step"));
+                }
+                sum += record.value_fen as u128;
+            }
+            if sum != wallet.balance_fen as u128 {
+                return Err(format!(
+                    "wallet {id}: balance {} but tokens sum to {sum}",
+                    wallet.balance_fen
+                ));
+            }
+            listed += wallet.tokens.len();
+        }
+        if listed != self.tokens.len() {
+            return Err(format!(
+                "{listed} tokens listed by wallets, {} in the table",
+                self.tokens.len()
+            ));
+        }
+        Ok(())
+    }
+
+    /// A digest of the ledger state that does not depend on hash-map order: the same batches
+    /// give the same digest, whatever the thread count.
+    pub fn state_digest(&self) -> [u8; 32] {
+        let mut tokens: Vec<(&TokenId, &TokenRecord)> = self.tokens.iter().collect();
+        tokens.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let mut wallets: Vec<(&WalletId, &Wallet)> = self.wallets.iter().collect();
+        wallets.sort_unstable_by_key(|(id, _)| **id);
+        let mut h = Sha256::new();
+        h.update(b"tongbao state v1");
+        h.update(self.issued_fen.to_le_bytes());
+        h.update(self.redeemed_fen.to_le_bytes());
+        h.update(self.last_receipt_hash);
+        for (id, w) in wallets {
+            h.update(id.to_le_bytes());
+            h.update([w.kind as u8, w.key.scheme() as u8]);
+            h.update(w.key.to_bytes());
+            h.update(w.balance_fen.to_le_bytes());
+        }
+        for (id, t) in tokens {
+            h.update(id);
+            h.update(t.owner.to_le_bytes());
+            h.update(t.value_fen.to_le_bytes());
+        }
+        h.finalize().into()
+    }
+}

@@ -1,0 +1,21 @@
+//! tongbao-core: the ledger engine of tongbao, a transaction-processing core for retail
+//! central-bank digital currency. Pure Rust, no Python: the `tongbao-py` crate binds it.
+//!
+//! - [`format`]: the canonical binary transaction format (version 1) and batch framing.
+//! - [`crypto`]: Ed25519 (strict encodings, cofactored batch verification) and SM2/SM3.
+//! - [`ledger`]: wallets, the UTXO set and batch settlement with one [`Status`] per transaction.
+//! - [`builder`]: client-side keyring, batch signing and wallet-level payments.
+
+pub mod builder;
+pub mod crypto;
+pub mod error;
+pub mod format;
+pub mod ledger;
+pub mod status;
+
+pub use builder::{build_payments, BuiltPayments, Keyring, Payment};
+pub use crypto::{PublicKey, Scheme, SigningKey};
+pub use error::{DecodeError, Error, Result};
+pub use format::{decode, Kind, Transaction};
+pub use ledger::{Ledger, LedgerConfig, Receipt, Supply, WalletKind};
+pub use status::Status;

@@ -1,0 +1,88 @@
+//! Per-transaction outcomes of settlement (documented in `docs/status-codes.md`).
+//!
+//! The checks run in the order of the codes' listing in [`Status::CHECK_ORDER`]; a transaction
+//! gets the status of the first check it fails.
+
+/// One status per transaction. The numeric values are part of the wire and log format: never
+/// renumber, only append.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Status {
+    Ok = 0,
+    AlreadySettled = 1,
+    Malformed = 2,
+    Expired = 3,
+    NotYetValid = 4,
+    DuplicateInput = 5,
+    ZeroValueOutput = 6,
+    ValueOverflow = 7,
+    UnknownWallet = 8,
+    BadSignature = 9,
+    MissingSignature = 10,
+    UnexpectedSigner = 11,
+    UnknownInput = 12,
+    InputSpent = 13,
+    ValueMismatch = 14,
+    NotAuthorized = 15,
+}
+
+impl Status {
+    /// Every status, by numeric value.
+    pub const ALL: [Status; 16] = [
+        Status::Ok,
+        Status::AlreadySettled,
+        Status::Malformed,
+        Status::Expired,
+        Status::NotYetValid,
+        Status::DuplicateInput,
+        Status::ZeroValueOutput,
+        Status::ValueOverflow,
+        Status::UnknownWallet,
+        Status::BadSignature,
+        Status::MissingSignature,
+        Status::UnexpectedSigner,
+        Status::UnknownInput,
+        Status::InputSpent,
+        Status::ValueMismatch,
+        Status::NotAuthorized,
+    ];
+
+    pub fn from_u8(value: u8) -> Option<Status> {
+        Status::ALL.get(value as usize).copied()
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Ok => "OK",
+            Status::AlreadySettled => "ALREADY_SETTLED",
+            Status::Malformed => "MALFORMED",
+            Status::Expired => "EXPIRED",
+            Status::NotYetValid => "NOT_YET_VALID",
+            Status::DuplicateInput => "DUPLICATE_INPUT",
+            Status::ZeroValueOutput => "ZERO_VALUE_OUTPUT",
+            Status::ValueOverflow => "VALUE_OVERFLOW",
+            Status::UnknownWallet => "UNKNOWN_WALLET",
+            Status::BadSignature => "BAD_SIGNATURE",
+            Status::MissingSignature => "MISSING_SIGNATURE",
+            Status::UnexpectedSigner => "UNEXPECTED_SIGNER",
+            Status::UnknownInput => "UNKNOWN_INPUT",
+            Status::InputSpent => "INPUT_SPENT",
+            Status::ValueMismatch => "VALUE_MISMATCH",
+            Status::NotAuthorized => "NOT_AUTHORIZED",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_dense_and_round_trip() {
+        for (i, s) in Status::ALL.iter().enumerate() {
+            assert_eq!(*s as u8 as usize, i);
+            assert_eq!(Status::from_u8(i as u8), Some(*s));
+        }
+        assert_eq!(Status::from_u8(Status::ALL.len() as u8), None);
+    }
+}

@@ -1,0 +1,672 @@
+//! Thin pyo3 bindings: `tongbao._core`. Python inputs are extracted to owned or borrowed Rust
+//! data while attached; the real work runs detached (`py.detach`) on the core's thread pool.
+//! Whole-call failures raise exceptions defined in Python (`tongbao.errors`); per-transaction
+//! failures come back as status arrays.
+
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList};
+
+use tongbao_core as core;
+use tongbao_core::format::{self, Condition, Output, SignatureEntry, TokenId};
+use tongbao_core::{Kind, Scheme, Status, WalletKind};
+
+mod errors {
+    pyo3::import_exception!(tongbao.errors, TongbaoError);
+    pyo3::import_exception!(tongbao.errors, MalformedTransaction);
+    pyo3::import_exception!(tongbao.errors, InvalidKey);
+    pyo3::import_exception!(tongbao.errors, DuplicateWallet);
+    pyo3::import_exception!(tongbao.errors, UnknownWallet);
+    pyo3::import_exception!(tongbao.errors, BatchRejected);
+    pyo3::import_exception!(tongbao.errors, InsufficientFunds);
+    pyo3::import_exception!(tongbao.errors, InvalidArgument);
+    pyo3::import_exception!(tongbao.errors, InvariantViolation);
+}
+
+/// The one conversion point from core errors to Python exceptions.
+struct CoreError(core::Error);
+
+impl From<core::Error> for CoreError {
+    fn from(e: core::Error) -> Self {
+        CoreError(e)
+    }
+}
+
+impl From<core::DecodeError> for CoreError {
+    fn from(e: core::DecodeError) -> Self {
+        CoreError(core::Error::Malformed(e))
+    }
+}
+
+impl From<CoreError> for PyErr {
+    fn from(e: CoreError) -> PyErr {
+        let message = e.0.to_string();
+        match e.0 {
+            core::Error::Malformed(d) => {
+                errors::MalformedTransaction::new_err((message, d.field, d.offset))
+            }
+            core::Error::InvalidKey(_) => errors::InvalidKey::new_err(message),
+            core::Error::DuplicateWallet(id) => errors::DuplicateWallet::new_err((message, id)),
+            core::Error::UnknownWallet(id) => errors::UnknownWallet::new_err((message, id)),
+            core::Error::Batch(_) => errors::BatchRejected::new_err(message),
+            core::Error::InsufficientFunds(_) => errors::InsufficientFunds::new_err(message),
+            core::Error::InvalidArgument(_) => errors::InvalidArgument::new_err(message),
+        }
+    }
+}
+
+fn invalid(message: String) -> PyErr {
+    errors::InvalidArgument::new_err(message)
+}
+
+fn scheme_of(value: u8) -> PyResult<Scheme> {
+    Scheme::from_u8(value).ok_or_else(|| {
+        invalid(format!(
+            "unknown signature scheme {value} (1 Ed25519, 2 SM2)"
+        ))
+    })
+}
+
+fn kind_of(value: u8) -> PyResult<Kind> {
+    Kind::from_u8(value).ok_or_else(|| {
+        invalid(format!(
+            "unknown transaction kind {value} (1 issue, 2 transfer, 3 redeem)"
+        ))
+    })
+}
+
+fn wallet_kind_of(value: u8) -> PyResult<WalletKind> {
+    WalletKind::from_u8(value).ok_or_else(|| {
+        invalid(format!(
+            "unknown wallet kind {value} (1 personal, 2 corporate, 3 merchant, 4 operator, 5 central bank)"
+        ))
+    })
+}
+
+fn id32(bytes: &[u8], what: &str) -> PyResult<[u8; 32]> {
+    bytes
+        .try_into()
+        .map_err(|_| invalid(format!("a {what} is 32 bytes long, got {}", bytes.len())))
+}
+
+/// A batch held while its bytes are borrowed: one framed blob or a list of `bytes` objects.
+/// Only immutable `bytes` are accepted and a strong reference to each is held here, so the
+/// borrowed slices stay valid while the GIL is released, whatever other threads do to the list.
+enum BatchRef<'py> {
+    Blob(Bound<'py, PyBytes>),
+    Items(Vec<Bound<'py, PyBytes>>),
+}
+
+impl<'py> BatchRef<'py> {
+    fn extract(batch: &Bound<'py, PyAny>) -> PyResult<Self> {
+        if let Ok(blob) = batch.cast::<PyBytes>() {
+            return Ok(BatchRef::Blob(blob.clone()));
+        }
+        let list = batch.cast::<PyList>().map_err(|_| {
+            PyTypeError::new_err("a batch is a framed bytes blob or a list of bytes")
+        })?;
+        if list.len() > format::BATCH_TX_COUNT_MAX {
+            return Err(errors::BatchRejected::new_err(format!(
+                "{} transactions, at most {} in one batch",
+                list.len(),
+                format::BATCH_TX_COUNT_MAX
+            )));
+        }
+        let mut items = Vec::with_capacity(list.len());
+        for (i, item) in list.iter().enumerate() {
+            let bytes = item
+                .cast_into::<PyBytes>()
+                .map_err(|_| PyTypeError::new_err(format!("batch item {i} is not bytes")))?;
+            items.push(bytes);
+        }
+        Ok(BatchRef::Items(items))
+    }
+
+    fn slices(&self) -> PyResult<Vec<&[u8]>> {
+        match self {
+            BatchRef::Blob(blob) => {
+                Ok(format::unframe_batch(blob.as_bytes()).map_err(CoreError::from)?)
+            }
+            BatchRef::Items(items) => Ok(items.iter().map(|b| b.as_bytes()).collect()),
+        }
+    }
+}
+
+fn receipt_dict<'py>(py: Python<'py>, r: &core::Receipt) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("seq", r.seq)?;
+    d.set_item("timestamp_ms", r.timestamp_ms)?;
+    d.set_item("tx_count", r.tx_count)?;
+    let counts = PyDict::new(py);
+    for s in Status::ALL {
+        let n = r.status_counts[s as usize];
+        if n > 0 {
+            counts.set_item(s as u8, n)?;
+        }
+    }
+    d.set_item("status_counts", counts)?;
+    d.set_item("value_moved_fen", r.value_moved_fen)?;
+    d.set_item("issued_fen", r.issued_fen)?;
+    d.set_item("redeemed_fen", r.redeemed_fen)?;
+    d.set_item("prev_hash", PyBytes::new(py, &r.prev_hash))?;
+    d.set_item("hash", PyBytes::new(py, &r.hash))?;
+    Ok(d)
+}
+
+/// The settlement engine. See `tongbao.Ledger` for the documented Python API.
+#[pyclass(module = "tongbao._core", name = "Ledger")]
+struct PyLedger {
+    inner: core::Ledger,
+}
+
+#[pymethods]
+impl PyLedger {
+    #[new]
+    #[pyo3(signature = (threads = 0, verify_signatures = true))]
+    fn new(threads: usize, verify_signatures: bool) -> PyResult<Self> {
+        if threads > 1024 {
+            return Err(invalid(format!("threads={threads}: at most 1024")));
+        }
+        let inner = core::Ledger::new(core::LedgerConfig {
+            threads,
+            verify_signatures,
+        })
+        .map_err(CoreError::from)?;
+        Ok(PyLedger { inner })
+    }
+
+    #[getter]
+    fn threads(&self) -> usize {
+        self.inner.threads()
+    }
+
+    #[getter]
+    fn verify_signatures(&self) -> bool {
+        self.inner.verify_signatures()
+    }
+
+    #[getter]
+    fn wallet_count(&self) -> usize {
+        self.inner.wallet_count()
+    }
+
+    #[getter]
+    fn token_count(&self) -> usize {
+        self.inner.token_count()
+    }
+
+    #[getter]
+    fn settled_count(&self) -> usize {
+        self.inner.settled_count()
+    }
+
+    #[getter]
+    fn batch_seq(&self) -> u64 {
+        self.inner.batch_seq()
+    }
+
+    #[getter]
+    fn last_timestamp_ms(&self) -> u64 {
+        self.inner.last_timestamp_ms()
+    }
+
+    #[getter]
+    fn last_receipt_hash<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.inner.last_receipt_hash())
+    }
+
+    fn register_wallets(
+        &mut self,
+        py: Python<'_>,
+        wallet_ids: Vec<u64>,
+        kinds: Vec<u8>,
+        schemes: Vec<u8>,
+        public_keys: Vec<Vec<u8>>,
+    ) -> PyResult<()> {
+        let n = wallet_ids.len();
+        if kinds.len() != n || schemes.len() != n || public_keys.len() != n {
+            return Err(invalid(format!(
+                "wallet_ids, kinds, schemes and public_keys differ in length ({n}, {}, {}, {})",
+                kinds.len(),
+                schemes.len(),
+                public_keys.len()
+            )));
+        }
+        let mut parsed_kinds = Vec::with_capacity(n);
+        let mut parsed_schemes = Vec::with_capacity(n);
+        for i in 0..n {
+            parsed_kinds.push(wallet_kind_of(kinds[i])?);
+            parsed_schemes.push(scheme_of(schemes[i])?);
+        }
+        let inner = &self.inner;
+        let keys = py.detach(|| inner.parse_keys(&parsed_schemes, &public_keys));
+        let mut wallets = Vec::with_capacity(n);
+        for (i, key) in keys.into_iter().enumerate() {
+            let key = key.map_err(|e| {
+                errors::InvalidKey::new_err(format!("wallet {}: {}", wallet_ids[i], e))
+            })?;
+            wallets.push((wallet_ids[i], parsed_kinds[i], key));
+        }
+        self.inner
+            .register_wallets(wallets)
+            .map_err(CoreError::from)?;
+        Ok(())
+    }
+
+    /// Returns `(statuses, receipt)`: statuses as bytes (one u8 per transaction).
+    fn settle<'py>(
+        &mut self,
+        py: Python<'py>,
+        batch: &Bound<'py, PyAny>,
+        timestamp_ms: u64,
+    ) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyDict>)> {
+        let held = BatchRef::extract(batch)?;
+        let slices = held.slices()?;
+        let inner = &mut self.inner;
+        let (statuses, receipt) = py
+            .detach(|| inner.settle(&slices, timestamp_ms))
+            .map_err(CoreError::from)?;
+        let codes: Vec<u8> = statuses.iter().map(|s| *s as u8).collect();
+        Ok((PyBytes::new(py, &codes), receipt_dict(py, &receipt)?))
+    }
+
+    fn balance(&self, wallet_id: u64) -> PyResult<u64> {
+        self.inner
+            .wallet(wallet_id)
+            .map(|w| w.balance_fen)
+            .ok_or_else(|| CoreError(core::Error::UnknownWallet(wallet_id)).into())
+    }
+
+    /// Balances of many wallets as little-endian u64 bytes; unknown wallets raise.
+    fn balances<'py>(
+        &self,
+        py: Python<'py>,
+        wallet_ids: Vec<u64>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let mut out = Vec::with_capacity(wallet_ids.len() * 8);
+        for id in wallet_ids {
+            let w = self
+                .inner
+                .wallet(id)
+                .ok_or(CoreError(core::Error::UnknownWallet(id)))?;
+            out.extend_from_slice(&w.balance_fen.to_le_bytes());
+        }
+        Ok(PyBytes::new(py, &out))
+    }
+
+    /// `(kind, scheme, public_key, balance_fen, token_count)` or None.
+    fn wallet_info<'py>(
+        &self,
+        py: Python<'py>,
+        wallet_id: u64,
+    ) -> Option<(u8, u8, Bound<'py, PyBytes>, u64, usize)> {
+        self.inner.wallet(wallet_id).map(|w| {
+            (
+                w.kind as u8,
+                w.key.scheme() as u8,
+                PyBytes::new(py, &w.key.to_bytes()),
+                w.balance_fen,
+                w.token_ids().len(),
+            )
+        })
+    }
+
+    fn unspent<'py>(
+        &self,
+        py: Python<'py>,
+        wallet_id: u64,
+    ) -> PyResult<Vec<(Bound<'py, PyBytes>, u64)>> {
+        let w = self
+            .inner
+            .wallet(wallet_id)
+            .ok_or(CoreError(core::Error::UnknownWallet(wallet_id)))?;
+        Ok(w.token_ids()
+            .iter()
+            .map(|id| {
+                (
+                    PyBytes::new(py, id),
+                    self.inner.token(id).expect("listed token").1,
+                )
+            })
+            .collect())
+    }
+
+    fn token(&self, token_id: &[u8]) -> PyResult<Option<(u64, u64)>> {
+        Ok(self.inner.token(&id32(token_id, "token id")?))
+    }
+
+    fn is_spent(&self, token_id: &[u8]) -> PyResult<bool> {
+        Ok(self.inner.is_spent(&id32(token_id, "token id")?))
+    }
+
+    fn is_settled(&self, tx_id: &[u8]) -> PyResult<bool> {
+        Ok(self.inner.is_settled(&id32(tx_id, "transaction id")?))
+    }
+
+    /// `(issued_fen, redeemed_fen, outstanding_fen)`.
+    fn supply(&self) -> (u128, u128, u64) {
+        let s = self.inner.supply();
+        (s.issued_fen, s.redeemed_fen, s.outstanding_fen)
+    }
+
+    fn check_invariants(&self, py: Python<'_>) -> PyResult<()> {
+        let inner = &self.inner;
+        py.detach(|| inner.check_invariants())
+            .map_err(errors::InvariantViolation::new_err)
+    }
+
+    fn state_digest<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        let inner = &self.inner;
+        let digest = py.detach(|| inner.state_digest());
+        PyBytes::new(py, &digest)
+    }
+
+    #[pyo3(signature = (keyring, payers, payees, amounts, timestamp_ms, expiry_ms, reference = b"".to_vec(), skip_insufficient = false))]
+    #[allow(clippy::too_many_arguments)]
+    fn build_payments<'py>(
+        &self,
+        py: Python<'py>,
+        keyring: &PyKeyring,
+        payers: Vec<u64>,
+        payees: Vec<u64>,
+        amounts: Vec<u64>,
+        timestamp_ms: u64,
+        expiry_ms: u64,
+        reference: Vec<u8>,
+        skip_insufficient: bool,
+    ) -> PyResult<(Vec<Bound<'py, PyBytes>>, Vec<usize>)> {
+        if payers.len() != payees.len() || payers.len() != amounts.len() {
+            return Err(invalid(format!(
+                "payers, payees and amounts differ in length ({}, {}, {})",
+                payers.len(),
+                payees.len(),
+                amounts.len()
+            )));
+        }
+        let payments: Vec<core::Payment> = payers
+            .iter()
+            .zip(&payees)
+            .zip(&amounts)
+            .map(|((&payer, &payee), &amount_fen)| core::Payment {
+                payer,
+                payee,
+                amount_fen,
+            })
+            .collect();
+        let inner = &self.inner;
+        let keys = &keyring.inner;
+        let built = py
+            .detach(|| {
+                core::build_payments(
+                    inner,
+                    keys,
+                    &payments,
+                    timestamp_ms,
+                    expiry_ms,
+                    &reference,
+                    skip_insufficient,
+                )
+            })
+            .map_err(CoreError::from)?;
+        let txs = built
+            .transactions
+            .iter()
+            .map(|t| PyBytes::new(py, t))
+            .collect();
+        Ok((txs, built.skipped))
+    }
+}
+
+/// Secret keys held client-side. See `tongbao.Keyring`.
+#[pyclass(module = "tongbao._core", name = "Keyring")]
+struct PyKeyring {
+    inner: core::Keyring,
+}
+
+#[pymethods]
+impl PyKeyring {
+    #[new]
+    fn new() -> Self {
+        PyKeyring {
+            inner: core::Keyring::new(),
+        }
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+
+    fn __contains__(&self, wallet_id: u64) -> bool {
+        self.inner.get(wallet_id).is_some()
+    }
+
+    fn generate<'py>(
+        &mut self,
+        py: Python<'py>,
+        wallet_ids: Vec<u64>,
+        scheme: u8,
+        seed: Vec<u8>,
+    ) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+        let scheme = scheme_of(scheme)?;
+        let inner = &mut self.inner;
+        let publics = py.detach(|| inner.derive_many(scheme, &seed, &wallet_ids));
+        Ok(publics.iter().map(|p| PyBytes::new(py, p)).collect())
+    }
+
+    fn add<'py>(
+        &mut self,
+        py: Python<'py>,
+        wallet_id: u64,
+        scheme: u8,
+        secret: &[u8],
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let key =
+            core::SigningKey::from_secret(scheme_of(scheme)?, secret).map_err(CoreError::from)?;
+        let public = key.public_key_bytes();
+        self.inner.insert(wallet_id, key);
+        Ok(PyBytes::new(py, &public))
+    }
+
+    fn public_key<'py>(&self, py: Python<'py>, wallet_id: u64) -> PyResult<Bound<'py, PyBytes>> {
+        let key = self.inner.get(wallet_id).ok_or_else(|| {
+            invalid(format!(
+                "no secret key for wallet {wallet_id} in the keyring"
+            ))
+        })?;
+        Ok(PyBytes::new(py, &key.public_key_bytes()))
+    }
+
+    fn sign<'py>(
+        &self,
+        py: Python<'py>,
+        txs: &Bound<'py, PyAny>,
+        signers: Vec<Vec<u64>>,
+    ) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+        let held = BatchRef::extract(txs)?;
+        let slices = held.slices()?;
+        let inner = &self.inner;
+        let signed = py
+            .detach(|| inner.sign_many(&slices, &signers))
+            .map_err(CoreError::from)?;
+        Ok(signed.iter().map(|t| PyBytes::new(py, t)).collect())
+    }
+}
+
+#[pyfunction]
+#[pyo3(signature = (kind, inputs, outputs, timestamp_ms, expiry_ms, reference = b"".to_vec(), signatures = Vec::new()))]
+#[allow(clippy::too_many_arguments)]
+fn encode_transaction<'py>(
+    py: Python<'py>,
+    kind: u8,
+    inputs: Vec<Vec<u8>>,
+    outputs: Vec<(u64, u64)>,
+    timestamp_ms: u64,
+    expiry_ms: u64,
+    reference: Vec<u8>,
+    signatures: Vec<(u64, Vec<u8>)>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let kind = kind_of(kind)?;
+    format::check_limits(
+        inputs.len(),
+        outputs.len(),
+        reference.len(),
+        signatures.len(),
+    )
+    .map_err(CoreError::from)?;
+    let inputs: Vec<TokenId> = inputs
+        .iter()
+        .map(|i| id32(i, "token id"))
+        .collect::<PyResult<_>>()?;
+    let outputs: Vec<Output> = outputs
+        .into_iter()
+        .map(|(owner, amount_fen)| Output {
+            owner,
+            amount_fen,
+            condition: Condition::None,
+        })
+        .collect();
+    let mut entries = Vec::with_capacity(signatures.len());
+    for (signer, sig) in signatures {
+        let signature: [u8; 64] = sig
+            .as_slice()
+            .try_into()
+            .map_err(|_| invalid(format!("a signature is 64 bytes long, got {}", sig.len())))?;
+        entries.push(SignatureEntry { signer, signature });
+    }
+    let mut out = format::encode_body(kind, timestamp_ms, expiry_ms, &inputs, &outputs, &reference);
+    format::append_signatures(&mut out, &entries);
+    Ok(PyBytes::new(py, &out))
+}
+
+#[pyfunction]
+fn decode_transaction<'py>(py: Python<'py>, tx: &[u8]) -> PyResult<Bound<'py, PyDict>> {
+    let t = format::decode(tx).map_err(CoreError::from)?;
+    let d = PyDict::new(py);
+    d.set_item("version", format::FORMAT_VERSION)?;
+    d.set_item("kind", t.kind as u8)?;
+    d.set_item("timestamp_ms", t.timestamp_ms)?;
+    d.set_item("expiry_ms", t.expiry_ms)?;
+    d.set_item(
+        "inputs",
+        t.inputs
+            .iter()
+            .map(|i| PyBytes::new(py, i))
+            .collect::<Vec<_>>(),
+    )?;
+    d.set_item(
+        "outputs",
+        t.outputs
+            .iter()
+            .map(|o| (o.owner, o.amount_fen))
+            .collect::<Vec<_>>(),
+    )?;
+    d.set_item("reference", PyBytes::new(py, &t.reference))?;
+    d.set_item(
+        "signatures",
+        t.signatures
+            .iter()
+            .map(|s| (s.signer, PyBytes::new(py, &s.signature)))
+            .collect::<Vec<_>>(),
+    )?;
+    d.set_item("id", PyBytes::new(py, &t.id))?;
+    Ok(d)
+}
+
+#[pyfunction]
+fn transaction_id<'py>(py: Python<'py>, tx: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+    let n = format::body_len(tx).map_err(CoreError::from)?;
+    Ok(PyBytes::new(py, &format::tx_id_of_body(&tx[..n])))
+}
+
+#[pyfunction]
+fn token_id<'py>(py: Python<'py>, tx_id: &[u8], index: u16) -> PyResult<Bound<'py, PyBytes>> {
+    Ok(PyBytes::new(
+        py,
+        &format::token_id(&id32(tx_id, "transaction id")?, index),
+    ))
+}
+
+#[pyfunction]
+fn frame_batch<'py>(py: Python<'py>, txs: Vec<Vec<u8>>) -> PyResult<Bound<'py, PyBytes>> {
+    if txs.len() > format::BATCH_TX_COUNT_MAX {
+        return Err(errors::BatchRejected::new_err(format!(
+            "at most {} transactions in one batch",
+            format::BATCH_TX_COUNT_MAX
+        )));
+    }
+    Ok(PyBytes::new(py, &format::frame_batch(&txs)))
+}
+
+#[pyfunction]
+fn unframe_batch<'py>(py: Python<'py>, blob: &[u8]) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+    let parts = format::unframe_batch(blob).map_err(CoreError::from)?;
+    Ok(parts.iter().map(|p| PyBytes::new(py, p)).collect())
+}
+
+#[pyfunction]
+fn verify_signature(
+    scheme: u8,
+    public_key: &[u8],
+    message: &[u8],
+    signature: &[u8],
+) -> PyResult<bool> {
+    let key = core::PublicKey::parse(scheme_of(scheme)?, public_key).map_err(CoreError::from)?;
+    let signature: [u8; 64] = signature.try_into().map_err(|_| {
+        invalid(format!(
+            "a signature is 64 bytes long, got {}",
+            signature.len()
+        ))
+    })?;
+    Ok(key.verify(message, &signature))
+}
+
+#[pyfunction]
+fn sign_message<'py>(
+    py: Python<'py>,
+    scheme: u8,
+    secret: &[u8],
+    message: &[u8],
+) -> PyResult<Bound<'py, PyBytes>> {
+    let key = core::SigningKey::from_secret(scheme_of(scheme)?, secret).map_err(CoreError::from)?;
+    Ok(PyBytes::new(py, &key.sign(message)))
+}
+
+#[pyfunction]
+fn public_key_from_secret<'py>(
+    py: Python<'py>,
+    scheme: u8,
+    secret: &[u8],
+) -> PyResult<Bound<'py, PyBytes>> {
+    let key = core::SigningKey::from_secret(scheme_of(scheme)?, secret).map_err(CoreError::from)?;
+    Ok(PyBytes::new(py, &key.public_key_bytes()))
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyLedger>()?;
+    m.add_class::<PyKeyring>()?;
+    m.add_function(wrap_pyfunction!(encode_transaction, m)?)?;
+    m.add_function(wrap_pyfunction!(decode_transaction, m)?)?;
+    m.add_function(wrap_pyfunction!(transaction_id, m)?)?;
+    m.add_function(wrap_pyfunction!(token_id, m)?)?;
+    m.add_function(wrap_pyfunction!(frame_batch, m)?)?;
+    m.add_function(wrap_pyfunction!(unframe_batch, m)?)?;
+    m.add_function(wrap_pyfunction!(verify_signature, m)?)?;
+    m.add_function(wrap_pyfunction!(sign_message, m)?)?;
+    m.add_function(wrap_pyfunction!(public_key_from_secret, m)?)?;
+    m.add("FORMAT_VERSION", format::FORMAT_VERSION)?;
+    m.add("INPUTS_MAX", format::INPUTS_MAX)?;
+    m.add("OUTPUTS_MAX", format::OUTPUTS_MAX)?;
+    m.add("REFERENCE_LEN_MAX", format::REFERENCE_LEN_MAX)?;
+    m.add("SIGNATURES_MAX", format::SIGNATURES_MAX)?;
+    m.add("VALIDITY_MS_MAX", format::VALIDITY_MS_MAX)?;
+    m.add("TX_BYTES_MAX", format::TX_BYTES_MAX)?;
+    m.add("BATCH_TX_COUNT_MAX", format::BATCH_TX_COUNT_MAX)?;
+    m.add("CLOCK_SKEW_MS_MAX", core::ledger::CLOCK_SKEW_MS_MAX)?;
+    m.add(
+        "STATUS_NAMES",
+        Status::ALL.iter().map(|s| s.name()).collect::<Vec<_>>(),
+    )?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}
