@@ -28,18 +28,23 @@ from tongbao._core import (
     verify_signature,
 )
 from tongbao._core import __version__ as __version__
+from tongbao.audit import AuditReport, verify_log
 from tongbao.errors import (
     BatchRejected,
+    CorruptLog,
     DuplicateWallet,
     InsufficientFunds,
     InvalidArgument,
     InvalidKey,
     InvariantViolation,
+    LedgerFailed,
+    LedgerLocked,
     MalformedTransaction,
+    StorageError,
     TongbaoError,
     UnknownWallet,
 )
-from tongbao.ledger import Ledger, Receipt, Settlement, Supply, WalletInfo
+from tongbao.ledger import Ledger, Receipt, Recovery, Settlement, Supply, WalletInfo
 from tongbao.tx import (
     decode,
     encode,
@@ -64,7 +69,9 @@ __all__ = [
     "SIGNATURES_MAX",
     "TX_BYTES_MAX",
     "VALIDITY_MS_MAX",
+    "AuditReport",
     "BatchRejected",
+    "CorruptLog",
     "DuplicateWallet",
     "InsufficientFunds",
     "InvalidArgument",
@@ -73,11 +80,15 @@ __all__ = [
     "Keyring",
     "Kind",
     "Ledger",
+    "LedgerFailed",
+    "LedgerLocked",
     "MalformedTransaction",
     "Receipt",
+    "Recovery",
     "Scheme",
     "Settlement",
     "Status",
+    "StorageError",
     "Supply",
     "TongbaoError",
     "UnknownWallet",
@@ -97,5 +108,6 @@ __all__ = [
     "transaction_id",
     "transfer",
     "unframe_batch",
+    "verify_log",
     "verify_signature",
 ]

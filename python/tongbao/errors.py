@@ -64,3 +64,22 @@ class InvalidArgument(TongbaoError, ValueError):
 
 class InvariantViolation(TongbaoError, AssertionError):
     """The ledger state is inconsistent. This is a bug: stop and report it."""
+
+
+class StorageError(TongbaoError, OSError):
+    """Reading or writing the ledger directory failed. After a failed write the ledger refuses
+    further calls (:class:`LedgerFailed`): reopen it to recover from its log."""
+
+
+class CorruptLog(TongbaoError):
+    """A log segment or snapshot is damaged beyond a torn final record: the message names the
+    file and byte offset. Nothing is skipped silently; restore the file or investigate."""
+
+
+class LedgerFailed(TongbaoError):
+    """A write to the log failed earlier; the in-memory state may be ahead of the log, so the
+    ledger stopped. Reopen it with :meth:`tongbao.Ledger.open`."""
+
+
+class LedgerLocked(TongbaoError):
+    """Another process has this ledger directory open."""

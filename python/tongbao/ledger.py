@@ -19,6 +19,8 @@ True
 
 from __future__ import annotations
 
+import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -28,7 +30,6 @@ import numpy.typing as npt
 from tongbao import _core
 from tongbao.tx import DEFAULT_VALIDITY_MS
 from tongbao.types import Scheme, Status, WalletKind
-
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,19 @@ class WalletInfo:
 
 
 @dataclass(frozen=True)
+class Recovery:
+    """What :meth:`Ledger.open` found: the snapshot it started from, what it replayed, and how
+    many bytes of a torn final record it cut."""
+
+    snapshot_lsn: int
+    records_replayed: int
+    batches_replayed: int
+    transactions_replayed: int
+    torn_bytes_cut: int
+    last_lsn: int
+
+
+@dataclass(frozen=True)
 class Supply:
     """Money supply totals, in fen: ``issued_fen - redeemed_fen == outstanding_fen`` always."""
 
@@ -121,6 +135,84 @@ class Ledger:
 
     def __init__(self, *, threads: int = 0, verify_signatures: bool = True) -> None:
         self._core = _core.Ledger(threads, verify_signatures)
+        self.recovery: Recovery | None = None
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        threads: int = 0,
+        verify_signatures: bool = True,
+        commit: str = "fsync",
+        snapshot_every_records: int = 10_000,
+        snapshots_kept: int = 2,
+        _unsafe_ack_before_fsync: bool = False,
+    ) -> Ledger:
+        """Open (or create) a durable ledger in directory ``path``.
+
+        Recovery runs first: the newest snapshot is loaded and the log after it replayed (each
+        batch recomputed and checked against its logged statuses and receipt hash); a torn final
+        record, never acknowledged, is cut. ``ledger.recovery`` says what happened.
+
+        From then on every ``settle`` and ``register_wallets`` is appended to the log before it
+        returns. ``commit="fsync"`` (default) fsyncs once per batch: an acknowledged batch
+        survives power loss. ``commit="none"`` never fsyncs: it survives a process crash but NOT
+        a power or kernel failure (benchmarks only; a ``RuntimeWarning`` says so). A snapshot is
+        taken every ``snapshot_every_records`` log records (0: only by :meth:`snapshot`).
+
+        Raises ``LedgerLocked`` (another process has it open), ``CorruptLog`` (damage other than
+        a torn tail, file and offset named) or ``StorageError``. Releases the GIL.
+
+        >>> import tempfile, tongbao as tb
+        >>> d = tempfile.mkdtemp()
+        >>> ledger = tb.Ledger.open(d)
+        >>> keys = tb.Keyring()
+        >>> ledger.open_wallets(keys, [1], tb.WalletKind.CENTRAL_BANK)
+        >>> ledger.open_wallets(keys, [2], tb.WalletKind.OPERATOR)
+        >>> ledger.settle([tb.issue(keys, 1, [(2, 100)], timestamp_ms=5)], 5).ok
+        True
+        >>> del ledger  # a crash here loses nothing acknowledged
+        >>> again = tb.Ledger.open(d)
+        >>> again.balance(2), again.recovery.batches_replayed
+        (100, 1)
+        """
+        if commit == "none":
+            warnings.warn(
+                "tongbao: commit='none' never fsyncs the log; acknowledged batches can be lost "
+                "on power or kernel failure. Use it for benchmarks only.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        core, report = _core.Ledger.open(
+            os.fspath(path),
+            threads,
+            verify_signatures,
+            commit,
+            snapshot_every_records,
+            snapshots_kept,
+            _unsafe_ack_before_fsync,
+        )
+        ledger = cls.__new__(cls)
+        ledger._core = core
+        ledger.recovery = Recovery(**{k: int(v) for k, v in report.items()})
+        return ledger
+
+    def snapshot(self) -> int:
+        """Write a snapshot now (durable ledgers); returns the log sequence number it covers.
+        Raises ``InvalidArgument`` for an in-memory ledger. Releases the GIL."""
+        return self._core.snapshot()
+
+    @property
+    def path(self) -> str | None:
+        """The ledger directory, or None for an in-memory ledger."""
+        p = self._core.path
+        return None if p is None else os.fspath(p)
+
+    @property
+    def last_lsn(self) -> int | None:
+        """Sequence number of the last log record, or None for an in-memory ledger."""
+        return self._core.last_lsn
 
     # -- wallets ---------------------------------------------------------------------------
 

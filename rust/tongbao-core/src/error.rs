@@ -36,6 +36,17 @@ pub enum Error {
     InsufficientFunds(String),
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("log or snapshot is corrupt: {0}")]
+    Corrupt(String),
+    #[error("ledger stopped after a failed write ({0}): reopen it to recover from its log")]
+    Failed(String),
+    #[error("{0} is locked by another process")]
+    Locked(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -53,7 +53,7 @@ pub struct Wallet {
     pub kind: WalletKind,
     pub key: PublicKey,
     pub balance_fen: u64,
-    tokens: Vec<TokenId>,
+    pub(crate) tokens: Vec<TokenId>,
 }
 
 impl Wallet {
@@ -64,14 +64,14 @@ impl Wallet {
 
 /// An unspent token. `pos` is its index in the owner's token list (O(1) removal).
 #[derive(Clone, Copy, Debug)]
-struct TokenRecord {
-    owner: WalletId,
-    value_fen: u64,
-    pos: u32,
+pub(crate) struct TokenRecord {
+    pub(crate) owner: WalletId,
+    pub(crate) value_fen: u64,
+    pub(crate) pos: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Marker {
+pub(crate) enum Marker {
     Spent(TokenId),
     Settled(TxId),
 }
@@ -116,21 +116,37 @@ impl Default for LedgerConfig {
 }
 
 pub struct Ledger {
-    wallets: HashMap<WalletId, Wallet>,
-    tokens: HashMap<TokenId, TokenRecord>,
+    pub(crate) wallets: HashMap<WalletId, Wallet>,
+    pub(crate) tokens: HashMap<TokenId, TokenRecord>,
     /// Spent token -> expiry of the spending transaction (kept until then, see docs).
-    spent: HashMap<TokenId, u64>,
+    pub(crate) spent: HashMap<TokenId, u64>,
     /// Settled transaction -> its expiry (kept until then: afterwards it is EXPIRED anyway).
-    settled: HashMap<TxId, u64>,
-    expiries: BinaryHeap<Reverse<(u64, Marker)>>,
-    issued_fen: u128,
-    redeemed_fen: u128,
-    outstanding_fen: u64,
-    last_timestamp_ms: u64,
-    batch_seq: u64,
-    last_receipt_hash: [u8; 32],
+    pub(crate) settled: HashMap<TxId, u64>,
+    pub(crate) expiries: BinaryHeap<Reverse<(u64, Marker)>>,
+    pub(crate) issued_fen: u128,
+    pub(crate) redeemed_fen: u128,
+    pub(crate) outstanding_fen: u64,
+    pub(crate) last_timestamp_ms: u64,
+    pub(crate) batch_seq: u64,
+    pub(crate) last_receipt_hash: [u8; 32],
     verify_signatures: bool,
     pool: rayon::ThreadPool,
+    pub(crate) store: Option<crate::wal::Store>,
+    /// Set when a write to the log failed: the in-memory state may be ahead of the log, so
+    /// every later call is refused until the ledger is reopened (recovery).
+    pub(crate) failed: Option<String>,
+}
+
+/// How phase 1 treats signatures.
+#[derive(Clone, Copy)]
+pub(crate) enum SigMode<'a> {
+    /// Verify every signature.
+    Verify,
+    /// Trust them (benchmarks; replay of a log written by this ledger).
+    Trust,
+    /// Replay a logged batch: a transaction logged as BAD_SIGNATURE fails its signature check
+    /// again, every other signature is trusted. Everything else is recomputed.
+    Replay(&'a [Status]),
 }
 
 /// Phase-1 verdict on one transaction.
@@ -160,6 +176,8 @@ impl Ledger {
             last_receipt_hash: [0u8; 32],
             verify_signatures: config.verify_signatures,
             pool,
+            store: None,
+            failed: None,
         })
     }
 
@@ -204,12 +222,24 @@ impl Ledger {
                 wallets.len()
             )));
         }
+        self.check_not_failed()?;
         let mut seen = HashSet::with_capacity(wallets.len());
         for (id, _, _) in &wallets {
             if self.wallets.contains_key(id) || !seen.insert(*id) {
                 return Err(Error::DuplicateWallet(*id));
             }
         }
+        if let Some(store) = self.store.as_mut() {
+            if let Err(e) = store.append_wallets(&wallets) {
+                self.failed = Some(e.to_string());
+                return Err(e);
+            }
+        }
+        self.apply_wallets(wallets);
+        self.maybe_snapshot()
+    }
+
+    pub(crate) fn apply_wallets(&mut self, wallets: Vec<(WalletId, WalletKind, PublicKey)>) {
         self.wallets.reserve(wallets.len());
         for (id, kind, key) in wallets {
             self.wallets.insert(
@@ -222,7 +252,13 @@ impl Ledger {
                 },
             );
         }
-        Ok(())
+    }
+
+    pub(crate) fn check_not_failed(&self) -> Result<()> {
+        match &self.failed {
+            Some(reason) => Err(Error::Failed(reason.clone())),
+            None => Ok(()),
+        }
     }
 
     pub fn wallet(&self, id: WalletId) -> Option<&Wallet> {
@@ -277,10 +313,35 @@ impl Ledger {
     /// Settle a batch at `timestamp_ms`: one status per transaction, in order, and a receipt.
     /// Errors (nothing applied): a batch over [`BATCH_TX_COUNT_MAX`], or a timestamp earlier
     /// than the previous batch's.
+    /// With a log (`Ledger::open`), the batch, its statuses and receipt hash are appended and
+    /// (commit policy `Fsync`) fsynced before this returns; an I/O error fails the ledger.
     pub fn settle<T: AsRef<[u8]> + Sync>(
         &mut self,
         batch: &[T],
         timestamp_ms: u64,
+    ) -> Result<(Vec<Status>, Receipt)> {
+        self.check_not_failed()?;
+        let mode = if self.verify_signatures {
+            SigMode::Verify
+        } else {
+            SigMode::Trust
+        };
+        let (statuses, receipt) = self.settle_with(batch, timestamp_ms, mode)?;
+        if let Some(store) = self.store.as_mut() {
+            if let Err(e) = store.append_batch(&receipt, batch, &statuses) {
+                self.failed = Some(e.to_string());
+                return Err(e);
+            }
+        }
+        self.maybe_snapshot()?;
+        Ok((statuses, receipt))
+    }
+
+    pub(crate) fn settle_with<T: AsRef<[u8]> + Sync>(
+        &mut self,
+        batch: &[T],
+        timestamp_ms: u64,
+        mode: SigMode<'_>,
     ) -> Result<(Vec<Status>, Receipt)> {
         if batch.len() > BATCH_TX_COUNT_MAX {
             return Err(Error::Batch(format!(
@@ -297,7 +358,7 @@ impl Ledger {
         self.last_timestamp_ms = timestamp_ms;
         self.prune(timestamp_ms);
 
-        let checked = self.check_stateless(batch, timestamp_ms);
+        let checked = self.check_stateless(batch, timestamp_ms, mode);
 
         let mut statuses = Vec::with_capacity(batch.len());
         let mut receipt_hasher = Sha256::new();
@@ -375,8 +436,13 @@ impl Ledger {
 
     /// Phase 1: decode, stateless checks and signatures, in parallel; reads state only to find
     /// keys and to skip verifying transactions that are already settled.
-    fn check_stateless<T: AsRef<[u8]> + Sync>(&self, batch: &[T], now_ms: u64) -> Vec<Checked> {
-        let verify = self.verify_signatures;
+    fn check_stateless<T: AsRef<[u8]> + Sync>(
+        &self,
+        batch: &[T],
+        now_ms: u64,
+        mode: SigMode<'_>,
+    ) -> Vec<Checked> {
+        let verify = matches!(mode, SigMode::Verify);
         self.pool.install(|| {
             let mut checked: Vec<Checked> = batch
                 .par_iter()
@@ -391,13 +457,20 @@ impl Ledger {
                             }
                         }
                     };
-                    let status = self.stateless_status(&tx, now_ms);
+                    let status = self.stateless_status(&tx, now_ms, !verify);
                     Checked {
                         tx: Some(tx),
                         status,
                     }
                 })
                 .collect();
+            if let SigMode::Replay(logged) = mode {
+                for (c, logged) in checked.iter_mut().zip(logged) {
+                    if c.status == Status::Ok && *logged == Status::BadSignature {
+                        c.status = Status::BadSignature;
+                    }
+                }
+            }
             if !verify {
                 return checked;
             }
@@ -463,7 +536,7 @@ impl Ledger {
     }
 
     /// The checks that need nothing but the transaction and the batch time, in their order.
-    fn stateless_status(&self, tx: &Transaction, now_ms: u64) -> Status {
+    fn stateless_status(&self, tx: &Transaction, now_ms: u64, check_signers: bool) -> Status {
         if now_ms > tx.expiry_ms {
             return Status::Expired;
         }
@@ -481,7 +554,7 @@ impl Ledger {
         if tx.output_sum_fen().is_none() {
             return Status::ValueOverflow;
         }
-        if !self.verify_signatures
+        if check_signers
             && tx
                 .signatures
                 .iter()

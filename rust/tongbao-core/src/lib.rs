@@ -12,6 +12,7 @@ pub mod error;
 pub mod format;
 pub mod ledger;
 pub mod status;
+pub mod wal;
 
 pub use builder::{build_payments, BuiltPayments, Keyring, Payment};
 pub use crypto::{PublicKey, Scheme, SigningKey};
@@ -19,3 +20,4 @@ pub use error::{DecodeError, Error, Result};
 pub use format::{decode, Kind, Transaction};
 pub use ledger::{Ledger, LedgerConfig, Receipt, Supply, WalletKind};
 pub use status::Status;
+pub use wal::{audit, AuditReport, CommitPolicy, RecoveryReport, StoreOptions};

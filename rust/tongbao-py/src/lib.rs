@@ -21,6 +21,10 @@ mod errors {
     pyo3::import_exception!(tongbao.errors, InsufficientFunds);
     pyo3::import_exception!(tongbao.errors, InvalidArgument);
     pyo3::import_exception!(tongbao.errors, InvariantViolation);
+    pyo3::import_exception!(tongbao.errors, StorageError);
+    pyo3::import_exception!(tongbao.errors, CorruptLog);
+    pyo3::import_exception!(tongbao.errors, LedgerFailed);
+    pyo3::import_exception!(tongbao.errors, LedgerLocked);
 }
 
 /// The one conversion point from core errors to Python exceptions.
@@ -51,6 +55,10 @@ impl From<CoreError> for PyErr {
             core::Error::Batch(_) => errors::BatchRejected::new_err(message),
             core::Error::InsufficientFunds(_) => errors::InsufficientFunds::new_err(message),
             core::Error::InvalidArgument(_) => errors::InvalidArgument::new_err(message),
+            core::Error::Io { .. } => errors::StorageError::new_err(message),
+            core::Error::Corrupt(_) => errors::CorruptLog::new_err(message),
+            core::Error::Failed(_) => errors::LedgerFailed::new_err(message),
+            core::Error::Locked(_) => errors::LedgerLocked::new_err(message),
         }
     }
 }
@@ -173,6 +181,71 @@ impl PyLedger {
         })
         .map_err(CoreError::from)?;
         Ok(PyLedger { inner })
+    }
+
+    /// Open or create a durable ledger directory; returns (ledger, recovery report dict).
+    #[staticmethod]
+    #[pyo3(signature = (path, threads = 0, verify_signatures = true, commit = "fsync", snapshot_every_records = 10_000, snapshots_kept = 2, unsafe_ack_before_fsync = false))]
+    #[allow(clippy::too_many_arguments)]
+    fn open<'py>(
+        py: Python<'py>,
+        path: std::path::PathBuf,
+        threads: usize,
+        verify_signatures: bool,
+        commit: &str,
+        snapshot_every_records: u64,
+        snapshots_kept: usize,
+        unsafe_ack_before_fsync: bool,
+    ) -> PyResult<(Self, Bound<'py, PyDict>)> {
+        let commit = match commit {
+            "fsync" => core::CommitPolicy::Fsync,
+            "none" => core::CommitPolicy::NoSync,
+            other => {
+                return Err(invalid(format!(
+                    "commit={other:?}: use \"fsync\" or \"none\""
+                )))
+            }
+        };
+        if threads > 1024 {
+            return Err(invalid(format!("threads={threads}: at most 1024")));
+        }
+        let options = core::StoreOptions {
+            commit,
+            snapshot_every_records,
+            snapshots_kept,
+            unsafe_ack_before_fsync,
+        };
+        let config = core::LedgerConfig {
+            threads,
+            verify_signatures,
+        };
+        let (inner, report) = py
+            .detach(|| core::Ledger::open(&path, config, options))
+            .map_err(CoreError::from)?;
+        let d = PyDict::new(py);
+        d.set_item("snapshot_lsn", report.snapshot_lsn)?;
+        d.set_item("records_replayed", report.records_replayed)?;
+        d.set_item("batches_replayed", report.batches_replayed)?;
+        d.set_item("transactions_replayed", report.transactions_replayed)?;
+        d.set_item("torn_bytes_cut", report.torn_bytes_cut)?;
+        d.set_item("last_lsn", report.last_lsn)?;
+        Ok((PyLedger { inner }, d))
+    }
+
+    /// Take a snapshot now; returns its log sequence number.
+    fn snapshot(&mut self, py: Python<'_>) -> PyResult<u64> {
+        let inner = &mut self.inner;
+        Ok(py.detach(|| inner.snapshot()).map_err(CoreError::from)?)
+    }
+
+    #[getter]
+    fn path(&self) -> Option<std::path::PathBuf> {
+        self.inner.store().map(|s| s.dir().to_path_buf())
+    }
+
+    #[getter]
+    fn last_lsn(&self) -> Option<u64> {
+        self.inner.store().map(|s| s.last_lsn())
     }
 
     #[getter]
@@ -492,6 +565,7 @@ impl PyKeyring {
     }
 }
 
+/// Encode a transaction (format v1). Raises MalformedTransaction when a limit is exceeded.
 #[pyfunction]
 #[pyo3(signature = (kind, inputs, outputs, timestamp_ms, expiry_ms, reference = b"".to_vec(), signatures = Vec::new()))]
 #[allow(clippy::too_many_arguments)]
@@ -538,6 +612,7 @@ fn encode_transaction<'py>(
     Ok(PyBytes::new(py, &out))
 }
 
+/// Decode an encoded transaction into a dict. Raises MalformedTransaction naming field and offset.
 #[pyfunction]
 fn decode_transaction<'py>(py: Python<'py>, tx: &[u8]) -> PyResult<Bound<'py, PyDict>> {
     let t = format::decode(tx).map_err(CoreError::from)?;
@@ -572,12 +647,14 @@ fn decode_transaction<'py>(py: Python<'py>, tx: &[u8]) -> PyResult<Bound<'py, Py
     Ok(d)
 }
 
+/// The 32-byte id (SHA-256 of the body) of an encoded transaction.
 #[pyfunction]
 fn transaction_id<'py>(py: Python<'py>, tx: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
     let n = format::body_len(tx).map_err(CoreError::from)?;
     Ok(PyBytes::new(py, &format::tx_id_of_body(&tx[..n])))
 }
 
+/// The id of output `index` of transaction `tx_id`: SHA-256(tx_id || u16 LE index).
 #[pyfunction]
 fn token_id<'py>(py: Python<'py>, tx_id: &[u8], index: u16) -> PyResult<Bound<'py, PyBytes>> {
     Ok(PyBytes::new(
@@ -586,6 +663,11 @@ fn token_id<'py>(py: Python<'py>, tx_id: &[u8], index: u16) -> PyResult<Bound<'p
     ))
 }
 
+/// Frame encoded transactions into one batch blob: u32 count, then (u32 length, bytes) each.
+///
+/// >>> import tongbao as tb
+/// >>> tb.unframe_batch(tb.frame_batch([b"a", b"bc"]))
+/// [b'a', b'bc']
 #[pyfunction]
 fn frame_batch<'py>(py: Python<'py>, txs: Vec<Vec<u8>>) -> PyResult<Bound<'py, PyBytes>> {
     if txs.len() > format::BATCH_TX_COUNT_MAX {
@@ -597,12 +679,15 @@ fn frame_batch<'py>(py: Python<'py>, txs: Vec<Vec<u8>>) -> PyResult<Bound<'py, P
     Ok(PyBytes::new(py, &format::frame_batch(&txs)))
 }
 
+/// Split a batch blob made by `frame_batch`. Raises MalformedTransaction on bad framing.
 #[pyfunction]
 fn unframe_batch<'py>(py: Python<'py>, blob: &[u8]) -> PyResult<Vec<Bound<'py, PyBytes>>> {
     let parts = format::unframe_batch(blob).map_err(CoreError::from)?;
     Ok(parts.iter().map(|p| PyBytes::new(py, p)).collect())
 }
 
+/// Verify one signature (scheme 1 Ed25519 strict, 2 SM2 with SM3 and the default distinguishing
+/// ID) over `message`. Raises InvalidKey for an unusable public key; a bad signature is False.
 #[pyfunction]
 fn verify_signature(
     scheme: u8,
@@ -620,6 +705,7 @@ fn verify_signature(
     Ok(key.verify(message, &signature))
 }
 
+/// Sign `message` with a 32-byte secret key (deterministic for both schemes). For tests and tools.
 #[pyfunction]
 fn sign_message<'py>(
     py: Python<'py>,
@@ -631,6 +717,7 @@ fn sign_message<'py>(
     Ok(PyBytes::new(py, &key.sign(message)))
 }
 
+/// The public key of a 32-byte secret (Ed25519: 32 bytes; SM2: 65-byte uncompressed SEC1).
 #[pyfunction]
 fn public_key_from_secret<'py>(
     py: Python<'py>,
@@ -639,6 +726,36 @@ fn public_key_from_secret<'py>(
 ) -> PyResult<Bound<'py, PyBytes>> {
     let key = core::SigningKey::from_secret(scheme_of(scheme)?, secret).map_err(CoreError::from)?;
     Ok(PyBytes::new(py, &key.public_key_bytes()))
+}
+
+/// Replay a ledger directory's whole log offline with every check (signatures, statuses,
+/// receipt chain, supply). Returns a summary dict; raises CorruptLog naming file and offset.
+#[pyfunction]
+#[pyo3(signature = (path, threads = 0))]
+fn audit_log<'py>(
+    py: Python<'py>,
+    path: std::path::PathBuf,
+    threads: usize,
+) -> PyResult<Bound<'py, PyDict>> {
+    let report = py
+        .detach(|| core::audit(&path, threads))
+        .map_err(CoreError::from)?;
+    let d = PyDict::new(py);
+    d.set_item("segments", report.segments)?;
+    d.set_item("records", report.records)?;
+    d.set_item("wallets", report.wallets)?;
+    d.set_item("batches", report.batches)?;
+    d.set_item("transactions", report.transactions)?;
+    d.set_item("transactions_ok", report.transactions_ok)?;
+    d.set_item("issued_fen", report.issued_fen)?;
+    d.set_item("redeemed_fen", report.redeemed_fen)?;
+    d.set_item("outstanding_fen", report.outstanding_fen)?;
+    d.set_item(
+        "last_receipt_hash",
+        PyBytes::new(py, &report.last_receipt_hash),
+    )?;
+    d.set_item("torn_tail_bytes", report.torn_tail_bytes)?;
+    Ok(d)
 }
 
 #[pymodule]
@@ -654,6 +771,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(verify_signature, m)?)?;
     m.add_function(wrap_pyfunction!(sign_message, m)?)?;
     m.add_function(wrap_pyfunction!(public_key_from_secret, m)?)?;
+    m.add_function(wrap_pyfunction!(audit_log, m)?)?;
     m.add("FORMAT_VERSION", format::FORMAT_VERSION)?;
     m.add("INPUTS_MAX", format::INPUTS_MAX)?;
     m.add("OUTPUTS_MAX", format::OUTPUTS_MAX)?;

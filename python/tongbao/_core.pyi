@@ -1,0 +1,164 @@
+"""Typed stub of the compiled extension ``tongbao._core`` (Rust, pyo3). Checked by stubtest.
+
+Use the documented wrappers in :mod:`tongbao` (``tongbao.Ledger`` and friends); these are the
+raw batch-shaped calls underneath. Every call taking a batch releases the GIL.
+"""
+
+from collections.abc import Sequence
+from typing import final
+
+__all__ = [
+    "BATCH_TX_COUNT_MAX",
+    "CLOCK_SKEW_MS_MAX",
+    "FORMAT_VERSION",
+    "INPUTS_MAX",
+    "OUTPUTS_MAX",
+    "REFERENCE_LEN_MAX",
+    "SIGNATURES_MAX",
+    "STATUS_NAMES",
+    "TX_BYTES_MAX",
+    "VALIDITY_MS_MAX",
+    "Keyring",
+    "Ledger",
+    "__version__",
+    "audit_log",
+    "decode_transaction",
+    "encode_transaction",
+    "frame_batch",
+    "public_key_from_secret",
+    "sign_message",
+    "token_id",
+    "transaction_id",
+    "unframe_batch",
+    "verify_signature",
+]
+
+FORMAT_VERSION: int
+INPUTS_MAX: int
+OUTPUTS_MAX: int
+REFERENCE_LEN_MAX: int
+SIGNATURES_MAX: int
+VALIDITY_MS_MAX: int
+TX_BYTES_MAX: int
+BATCH_TX_COUNT_MAX: int
+CLOCK_SKEW_MS_MAX: int
+STATUS_NAMES: list[str]
+__version__: str
+
+@final
+class Ledger:
+    """The settlement engine: wallets, unspent tokens, batch settlement."""
+
+    def __new__(cls, threads: int = 0, verify_signatures: bool = True) -> Ledger: ...
+    @staticmethod
+    def open(
+        path: str,
+        threads: int = 0,
+        verify_signatures: bool = True,
+        commit: str = "fsync",
+        snapshot_every_records: int = 10_000,
+        snapshots_kept: int = 2,
+        unsafe_ack_before_fsync: bool = False,
+    ) -> tuple[Ledger, dict[str, int]]:
+        """Open or create a durable ledger directory; returns (ledger, recovery report)."""
+
+    def snapshot(self) -> int: ...
+    @property
+    def path(self) -> str | None: ...
+    @property
+    def last_lsn(self) -> int | None: ...
+    @property
+    def threads(self) -> int: ...
+    @property
+    def verify_signatures(self) -> bool: ...
+    @property
+    def wallet_count(self) -> int: ...
+    @property
+    def token_count(self) -> int: ...
+    @property
+    def settled_count(self) -> int: ...
+    @property
+    def batch_seq(self) -> int: ...
+    @property
+    def last_timestamp_ms(self) -> int: ...
+    @property
+    def last_receipt_hash(self) -> bytes: ...
+    def register_wallets(
+        self,
+        wallet_ids: Sequence[int],
+        kinds: Sequence[int],
+        schemes: Sequence[int],
+        public_keys: Sequence[bytes],
+    ) -> None:
+        """Register wallets all or none. Raises InvalidKey, DuplicateWallet, InvalidArgument."""
+
+    def settle(
+        self, batch: list[bytes] | bytes, timestamp_ms: int
+    ) -> tuple[bytes, dict[str, object]]:
+        """Settle a batch; returns (one status byte per transaction, receipt dict)."""
+
+    def balance(self, wallet_id: int) -> int: ...
+    def balances(self, wallet_ids: Sequence[int]) -> bytes:
+        """Balances as little-endian u64 bytes."""
+
+    def wallet_info(self, wallet_id: int) -> tuple[int, int, bytes, int, int] | None:
+        """(kind, scheme, public_key, balance_fen, token_count) or None."""
+
+    def unspent(self, wallet_id: int) -> list[tuple[bytes, int]]: ...
+    def token(self, token_id: bytes) -> tuple[int, int] | None: ...
+    def is_spent(self, token_id: bytes) -> bool: ...
+    def is_settled(self, tx_id: bytes) -> bool: ...
+    def supply(self) -> tuple[int, int, int]:
+        """(issued_fen, redeemed_fen, outstanding_fen)."""
+
+    def check_invariants(self) -> None: ...
+    def state_digest(self) -> bytes: ...
+    def build_payments(
+        self,
+        keyring: Keyring,
+        payers: Sequence[int],
+        payees: Sequence[int],
+        amounts: Sequence[int],
+        timestamp_ms: int,
+        expiry_ms: int,
+        reference: bytes = ...,
+        skip_insufficient: bool = False,
+    ) -> tuple[list[bytes], list[int]]:
+        """Build and sign transfers; returns (transactions, skipped indices)."""
+
+@final
+class Keyring:
+    """Secret keys by wallet id, held client-side."""
+
+    def __new__(cls) -> Keyring: ...
+    def __len__(self) -> int: ...
+    def __contains__(self, wallet_id: int, /) -> bool: ...
+    def generate(self, wallet_ids: Sequence[int], scheme: int, seed: bytes) -> list[bytes]:
+        """Derive deterministic keys (for simulations and tests); returns public keys."""
+
+    def add(self, wallet_id: int, scheme: int, secret: bytes) -> bytes:
+        """Add a 32-byte secret key; returns the public key."""
+
+    def public_key(self, wallet_id: int) -> bytes: ...
+    def sign(self, txs: list[bytes] | bytes, signers: Sequence[Sequence[int]]) -> list[bytes]:
+        """Sign encoded transactions (replacing their signatures), in parallel."""
+
+def encode_transaction(
+    kind: int,
+    inputs: Sequence[bytes],
+    outputs: Sequence[tuple[int, int]],
+    timestamp_ms: int,
+    expiry_ms: int,
+    reference: bytes = ...,
+    signatures: Sequence[tuple[int, bytes]] = ...,
+) -> bytes: ...
+def decode_transaction(tx: bytes) -> dict[str, object]: ...
+def transaction_id(tx: bytes) -> bytes: ...
+def token_id(tx_id: bytes, index: int) -> bytes: ...
+def frame_batch(txs: Sequence[bytes]) -> bytes: ...
+def unframe_batch(blob: bytes) -> list[bytes]: ...
+def verify_signature(scheme: int, public_key: bytes, message: bytes, signature: bytes) -> bool: ...
+def sign_message(scheme: int, secret: bytes, message: bytes) -> bytes: ...
+def public_key_from_secret(scheme: int, secret: bytes) -> bytes: ...
+def audit_log(path: str, threads: int = 0) -> dict[str, object]:
+    """Replay a ledger directory's whole log with every check; returns a summary."""
