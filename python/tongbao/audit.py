@@ -35,6 +35,7 @@ class AuditReport:
     outstanding_fen: int
     last_receipt_hash: bytes
     torn_tail_bytes: int
+    batches_without_outcome: int
 
 
 def verify_log(path: str | os.PathLike[str], threads: int = 0) -> AuditReport:
@@ -58,4 +59,5 @@ def verify_log(path: str | os.PathLike[str], threads: int = 0) -> AuditReport:
         outstanding_fen=int(d["outstanding_fen"]),  # type: ignore[call-overload]
         last_receipt_hash=bytes(d["last_receipt_hash"]),  # type: ignore[call-overload]
         torn_tail_bytes=int(d["torn_tail_bytes"]),  # type: ignore[call-overload]
+        batches_without_outcome=int(d["batches_without_outcome"]),  # type: ignore[call-overload]
     )

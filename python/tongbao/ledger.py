@@ -110,6 +110,7 @@ class Recovery:
     records_replayed: int
     batches_replayed: int
     transactions_replayed: int
+    batches_without_outcome: int
     torn_bytes_cut: int
     last_lsn: int
 
@@ -381,6 +382,11 @@ class Ledger:
     @property
     def threads(self) -> int:
         return self._core.threads
+
+    @property
+    def last_timestamp_ms(self) -> int:
+        """Timestamp of the last settled batch (the next must not be earlier)."""
+        return self._core.last_timestamp_ms
 
     @property
     def batch_seq(self) -> int:

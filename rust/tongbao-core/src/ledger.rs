@@ -321,14 +321,32 @@ impl Ledger {
         timestamp_ms: u64,
     ) -> Result<(Vec<Status>, Receipt)> {
         self.check_not_failed()?;
+        self.check_batch(batch.len(), timestamp_ms)?;
         let mode = if self.verify_signatures {
             SigMode::Verify
         } else {
             SigMode::Trust
         };
-        let (statuses, receipt) = self.settle_with(batch, timestamp_ms, mode)?;
+        // The batch's input is logged and fsynced on another thread while it settles: apply is
+        // deterministic given the input, so the input alone is enough to recover the batch.
+        let seq = self.batch_seq + 1;
+        let mut store = self.store.take();
+        let (settled, logged) = std::thread::scope(|scope| {
+            let logger = store
+                .as_mut()
+                .map(|st| scope.spawn(move || st.append_input(seq, timestamp_ms, batch)));
+            let settled = self.settle_with(batch, timestamp_ms, mode);
+            let logged = logger.map(|h| h.join().expect("log writer panicked"));
+            (settled, logged)
+        });
+        self.store = store;
+        let (statuses, receipt) = settled.expect("batch checked before settling");
+        if let Some(Err(e)) = logged {
+            self.failed = Some(e.to_string());
+            return Err(e);
+        }
         if let Some(store) = self.store.as_mut() {
-            if let Err(e) = store.append_batch(&receipt, batch, &statuses) {
+            if let Err(e) = store.append_outcome(&receipt, &statuses) {
                 self.failed = Some(e.to_string());
                 return Err(e);
             }
@@ -337,16 +355,10 @@ impl Ledger {
         Ok((statuses, receipt))
     }
 
-    pub(crate) fn settle_with<T: AsRef<[u8]> + Sync>(
-        &mut self,
-        batch: &[T],
-        timestamp_ms: u64,
-        mode: SigMode<'_>,
-    ) -> Result<(Vec<Status>, Receipt)> {
-        if batch.len() > BATCH_TX_COUNT_MAX {
+    fn check_batch(&self, tx_count: usize, timestamp_ms: u64) -> Result<()> {
+        if tx_count > BATCH_TX_COUNT_MAX {
             return Err(Error::Batch(format!(
-                "{} transactions, at most {BATCH_TX_COUNT_MAX} in one batch",
-                batch.len()
+                "{tx_count} transactions, at most {BATCH_TX_COUNT_MAX} in one batch"
             )));
         }
         if timestamp_ms < self.last_timestamp_ms {
@@ -355,6 +367,16 @@ impl Ledger {
                 self.last_timestamp_ms
             )));
         }
+        Ok(())
+    }
+
+    pub(crate) fn settle_with<T: AsRef<[u8]> + Sync>(
+        &mut self,
+        batch: &[T],
+        timestamp_ms: u64,
+        mode: SigMode<'_>,
+    ) -> Result<(Vec<Status>, Receipt)> {
+        self.check_batch(batch.len(), timestamp_ms)?;
         self.last_timestamp_ms = timestamp_ms;
         self.prune(timestamp_ms);
 

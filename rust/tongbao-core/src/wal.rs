@@ -28,7 +28,12 @@ const RECORD_HEADER_LEN: usize = 4 + 4 + 8 + 4;
 /// Largest log record payload (a batch of maximal transactions is far below).
 pub const RECORD_PAYLOAD_MAX: usize = 1 << 30;
 const RECORD_WALLETS: u8 = 1;
-const RECORD_BATCH: u8 = 2;
+/// A batch's input: sequence number, timestamp, transactions. Written and fsynced while the
+/// batch is being settled; enough on its own to replay the batch (apply is deterministic).
+const RECORD_INPUT: u8 = 3;
+/// A batch's outcome: statuses and receipt hash, written after the batch settled and fsynced
+/// with the next record. Recovery and audit check replays against it when it is there.
+const RECORD_OUTCOME: u8 = 4;
 const SNAPSHOT_MAGIC: &[u8; 8] = b"TBSNAP01";
 
 /// When `settle` may return relative to the disk.
@@ -74,6 +79,7 @@ pub struct RecoveryReport {
     pub batches_replayed: u64,
     pub transactions_replayed: u64,
     pub transactions_ok: u64,
+    pub batches_without_outcome: u64,
     pub torn_bytes_cut: u64,
     pub last_lsn: u64,
 }
@@ -248,13 +254,21 @@ fn encode_wallets(wallets: &[(WalletId, WalletKind, PublicKey)]) -> Vec<u8> {
     out
 }
 
-fn encode_batch<T: AsRef<[u8]>>(receipt: &Receipt, batch: &[T], statuses: &[Status]) -> Vec<u8> {
+fn encode_input<T: AsRef<[u8]>>(seq: u64, timestamp_ms: u64, batch: &[T]) -> Vec<u8> {
     let framed = frame_batch(batch);
-    let mut out = Vec::with_capacity(1 + 16 + framed.len() + statuses.len() + 32);
-    out.push(RECORD_BATCH);
-    out.extend_from_slice(&receipt.seq.to_le_bytes());
-    out.extend_from_slice(&receipt.timestamp_ms.to_le_bytes());
+    let mut out = Vec::with_capacity(1 + 16 + framed.len());
+    out.push(RECORD_INPUT);
+    out.extend_from_slice(&seq.to_le_bytes());
+    out.extend_from_slice(&timestamp_ms.to_le_bytes());
     out.extend_from_slice(&framed);
+    out
+}
+
+fn encode_outcome(receipt: &Receipt, statuses: &[Status]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + 8 + 4 + statuses.len() + 32);
+    out.push(RECORD_OUTCOME);
+    out.extend_from_slice(&receipt.seq.to_le_bytes());
+    out.extend_from_slice(&(statuses.len() as u32).to_le_bytes());
     out.extend(statuses.iter().map(|s| *s as u8));
     out.extend_from_slice(&receipt.hash);
     out
@@ -263,10 +277,13 @@ fn encode_batch<T: AsRef<[u8]>>(receipt: &Receipt, batch: &[T], statuses: &[Stat
 /// A decoded log record.
 pub enum Record<'a> {
     Wallets(Vec<(WalletId, WalletKind, PublicKey)>),
-    Batch {
+    Input {
         seq: u64,
         timestamp_ms: u64,
         txs: Vec<&'a [u8]>,
+    },
+    Outcome {
+        seq: u64,
         statuses: Vec<Status>,
         receipt_hash: [u8; 32],
     },
@@ -313,30 +330,36 @@ fn decode_payload<'a>(payload: &'a [u8], path: &Path, offset: usize) -> Result<R
             }
             Ok(Record::Wallets(wallets))
         }
-        RECORD_BATCH => {
-            if body.len() < 16 + 4 + 32 {
-                return Err(bad("short batch record"));
+        RECORD_INPUT => {
+            if body.len() < 16 {
+                return Err(bad("short batch input record"));
             }
             let seq = u64::from_le_bytes(body[..8].try_into().expect("8"));
             let timestamp_ms = u64::from_le_bytes(body[8..16].try_into().expect("8"));
-            let count = u32::from_le_bytes(body[16..20].try_into().expect("4")) as usize;
-            let rest = &body[16..];
-            // The framed batch is followed by `count` statuses and a 32-byte hash.
-            let framed_len = rest
-                .len()
-                .checked_sub(count + 32)
-                .ok_or_else(|| bad("short batch record"))?;
-            let txs = unframe_batch(&rest[..framed_len])
-                .map_err(|e| bad(&format!("batch framing: {e}")))?;
-            let statuses = rest[framed_len..framed_len + count]
-                .iter()
-                .map(|&b| Status::from_u8(b).ok_or_else(|| bad("unknown status")))
-                .collect::<Result<Vec<_>>>()?;
-            let receipt_hash: [u8; 32] = rest[framed_len + count..].try_into().expect("32");
-            Ok(Record::Batch {
+            let txs =
+                unframe_batch(&body[16..]).map_err(|e| bad(&format!("batch framing: {e}")))?;
+            Ok(Record::Input {
                 seq,
                 timestamp_ms,
                 txs,
+            })
+        }
+        RECORD_OUTCOME => {
+            if body.len() < 12 + 32 {
+                return Err(bad("short batch outcome record"));
+            }
+            let seq = u64::from_le_bytes(body[..8].try_into().expect("8"));
+            let count = u32::from_le_bytes(body[8..12].try_into().expect("4")) as usize;
+            if body.len() != 12 + count + 32 {
+                return Err(bad("batch outcome record length"));
+            }
+            let statuses = body[12..12 + count]
+                .iter()
+                .map(|&b| Status::from_u8(b).ok_or_else(|| bad("unknown status")))
+                .collect::<Result<Vec<_>>>()?;
+            let receipt_hash: [u8; 32] = body[12 + count..].try_into().expect("32");
+            Ok(Record::Outcome {
+                seq,
                 statuses,
                 receipt_hash,
             })
@@ -346,7 +369,9 @@ fn decode_payload<'a>(payload: &'a [u8], path: &Path, offset: usize) -> Result<R
 }
 
 impl Store {
-    fn append(&mut self, payload: &[u8]) -> Result<()> {
+    /// Append one record. `sync`: the record must be durable before this returns (policy
+    /// `Fsync`); otherwise it is fsynced together with the next synced record.
+    fn append(&mut self, payload: &[u8], sync: bool) -> Result<()> {
         if payload.len() > RECORD_PAYLOAD_MAX {
             return Err(Error::InvalidArgument(format!(
                 "log record of {} bytes, at most {RECORD_PAYLOAD_MAX}",
@@ -355,8 +380,9 @@ impl Store {
         }
         let record = encode_record(self.next_lsn, payload);
         let path = self.segment_path.clone();
-        if self.options.unsafe_ack_before_fsync && self.options.commit == CommitPolicy::Fsync {
-            // Negative control: sync the previous record only now.
+        let fsync = self.options.commit == CommitPolicy::Fsync;
+        if sync && self.options.unsafe_ack_before_fsync && fsync {
+            // Negative control: what earlier calls acknowledged is synced only now.
             self.segment.sync_data().map_err(|e| io_err(&path, e))?;
             self.synced_len = self.written_len;
             self.publish_synced()?;
@@ -365,8 +391,8 @@ impl Store {
             .write_all(&record)
             .map_err(|e| io_err(&path, e))?;
         self.written_len += record.len() as u64;
-        if !self.options.unsafe_ack_before_fsync {
-            if self.options.commit == CommitPolicy::Fsync {
+        if sync && !self.options.unsafe_ack_before_fsync {
+            if fsync {
                 self.segment.sync_data().map_err(|e| io_err(&path, e))?;
             }
             self.synced_len = self.written_len;
@@ -391,16 +417,34 @@ impl Store {
         &mut self,
         wallets: &[(WalletId, WalletKind, PublicKey)],
     ) -> Result<()> {
-        self.append(&encode_wallets(wallets))
+        self.append(&encode_wallets(wallets), true)
     }
 
-    pub(crate) fn append_batch<T: AsRef<[u8]>>(
+    /// Append a batch's input and (policy `Fsync`) fsync it. Runs on its own thread while the
+    /// batch settles.
+    pub(crate) fn append_input<T: AsRef<[u8]>>(
         &mut self,
-        receipt: &Receipt,
+        seq: u64,
+        timestamp_ms: u64,
         batch: &[T],
-        statuses: &[Status],
     ) -> Result<()> {
-        self.append(&encode_batch(receipt, batch, statuses))
+        self.append(&encode_input(seq, timestamp_ms, batch), true)
+    }
+
+    /// Append a batch's outcome; fsynced together with the next record.
+    pub(crate) fn append_outcome(&mut self, receipt: &Receipt, statuses: &[Status]) -> Result<()> {
+        self.append(&encode_outcome(receipt, statuses), false)
+    }
+
+    /// fsync what was written (policy `Fsync`).
+    fn sync(&mut self) -> Result<()> {
+        if self.options.commit == CommitPolicy::Fsync && self.synced_len < self.written_len {
+            let path = self.segment_path.clone();
+            self.segment.sync_data().map_err(|e| io_err(&path, e))?;
+            self.synced_len = self.written_len;
+            self.publish_synced()?;
+        }
+        Ok(())
     }
 
     pub fn dir(&self) -> &Path {
@@ -616,43 +660,28 @@ fn load_snapshot(ledger: &mut Ledger, path: &Path) -> Result<u64> {
 // ---------------------------------------------------------------------------------------------
 // Replay
 
-/// Apply one record to a ledger being recovered or audited; check it reproduces the log.
-/// Returns (transactions, transactions OK).
-fn replay_record(
+/// Replay one batch on a ledger being recovered or audited. With its outcome record, the
+/// replay must reproduce the logged statuses and receipt hash; recovery then takes signature
+/// verdicts from it (`verify` false). Without one (the process died between the two records)
+/// every signature is verified. Returns (transactions, transactions OK).
+fn replay_batch(
     ledger: &mut Ledger,
-    record: Record<'_>,
+    input: (u64, u64, &[&[u8]]),
+    outcome: Option<(&[Status], [u8; 32])>,
     verify: bool,
     path: &Path,
     offset: usize,
 ) -> Result<(u64, u64)> {
-    match record {
-        Record::Wallets(wallets) => {
-            for (id, _, _) in &wallets {
-                if ledger.wallets.contains_key(id) {
-                    return Err(corrupt(
-                        path,
-                        offset,
-                        &format!("wallet {id} registered twice"),
-                    ));
-                }
-            }
-            ledger.apply_wallets(wallets);
-            Ok((0, 0))
-        }
-        Record::Batch {
-            seq,
-            timestamp_ms,
-            txs,
-            statuses,
-            receipt_hash,
-        } => {
-            if seq != ledger.batch_seq + 1 {
-                return Err(corrupt(
-                    path,
-                    offset,
-                    &format!("batch {seq} follows batch {}", ledger.batch_seq),
-                ));
-            }
+    let (seq, timestamp_ms, txs) = input;
+    if seq != ledger.batch_seq + 1 {
+        return Err(corrupt(
+            path,
+            offset,
+            &format!("batch {seq} follows batch {}", ledger.batch_seq),
+        ));
+    }
+    let mode = match outcome {
+        Some((statuses, _)) if !verify => {
             if statuses.len() != txs.len() {
                 return Err(corrupt(
                     path,
@@ -660,41 +689,46 @@ fn replay_record(
                     "status count differs from transaction count",
                 ));
             }
-            let mode = if verify {
-                SigMode::Verify
-            } else {
-                SigMode::Replay(&statuses)
-            };
-            let (replayed, receipt) =
-                ledger.settle_with(&txs, timestamp_ms, mode).map_err(|e| {
-                    corrupt(
-                        path,
-                        offset,
-                        &format!("batch {seq} cannot be replayed: {e}"),
-                    )
-                })?;
-            if let Some(i) = (0..txs.len()).find(|&i| replayed[i] != statuses[i]) {
-                return Err(corrupt(
-                    path,
-                    offset,
-                    &format!(
-                        "batch {seq} transaction {i}: logged {} but replay gives {}",
-                        statuses[i].name(),
-                        replayed[i].name()
-                    ),
-                ));
-            }
-            if receipt.hash != receipt_hash {
-                return Err(corrupt(
-                    path,
-                    offset,
-                    &format!("batch {seq}: receipt hash does not match the chain"),
-                ));
-            }
-            let ok = replayed.iter().filter(|s| **s == Status::Ok).count() as u64;
-            Ok((txs.len() as u64, ok))
+            SigMode::Replay(statuses)
+        }
+        _ => SigMode::Verify,
+    };
+    let (replayed, receipt) = ledger.settle_with(txs, timestamp_ms, mode).map_err(|e| {
+        corrupt(
+            path,
+            offset,
+            &format!("batch {seq} cannot be replayed: {e}"),
+        )
+    })?;
+    if let Some((statuses, receipt_hash)) = outcome {
+        if statuses.len() != txs.len() {
+            return Err(corrupt(
+                path,
+                offset,
+                "status count differs from transaction count",
+            ));
+        }
+        if let Some(i) = (0..txs.len()).find(|&i| replayed[i] != statuses[i]) {
+            return Err(corrupt(
+                path,
+                offset,
+                &format!(
+                    "batch {seq} transaction {i}: logged {} but replay gives {}",
+                    statuses[i].name(),
+                    replayed[i].name()
+                ),
+            ));
+        }
+        if receipt.hash != receipt_hash {
+            return Err(corrupt(
+                path,
+                offset,
+                &format!("batch {seq}: receipt hash does not match the chain"),
+            ));
         }
     }
+    let ok = replayed.iter().filter(|s| **s == Status::Ok).count() as u64;
+    Ok((txs.len() as u64, ok))
 }
 
 /// Read one segment: replay its records after `after_lsn`. Returns the byte length of the valid
@@ -717,20 +751,37 @@ fn scan_segment(
         .and_then(|mut f| f.read_to_end(&mut buf))
         .map_err(|e| io_err(path, e))?;
     let mut offset = 0usize;
-    loop {
+    // A batch input waiting for its outcome record (the next record, if the process lived).
+    let mut pending: Option<(u64, u64, Vec<&[u8]>, usize)> = None;
+    let replay = |ledger: &mut Ledger,
+                  pending: (u64, u64, Vec<&[u8]>, usize),
+                  outcome: Option<(&[Status], [u8; 32])>,
+                  report: &mut RecoveryReport|
+     -> Result<()> {
+        let (seq, ts, txs, at) = pending;
+        let (n, ok) = replay_batch(ledger, (seq, ts, &txs), outcome, verify, path, at)?;
+        report.batches_replayed += 1;
+        report.transactions_replayed += n;
+        report.transactions_ok += ok;
+        if outcome.is_none() {
+            report.batches_without_outcome += 1;
+        }
+        Ok(())
+    };
+    let scan = loop {
         match read_record(&buf, offset) {
             RecordRead::End => {
-                return Ok(SegmentScan {
+                break SegmentScan {
                     valid_len: offset,
                     damage: None,
-                })
+                }
             }
             RecordRead::Damaged { offset, reason } => {
                 let followed = valid_record_after(&buf, offset);
-                return Ok(SegmentScan {
+                break SegmentScan {
                     valid_len: offset,
                     damage: Some((offset, reason, followed)),
-                });
+                };
             }
             RecordRead::Record { lsn, payload, end } => {
                 if lsn <= after_lsn {
@@ -745,18 +796,60 @@ fn scan_segment(
                     ));
                 }
                 let record = decode_payload(payload, path, offset)?;
-                let (txs, ok) = replay_record(ledger, record, verify, path, offset)?;
-                report.records_replayed += 1;
-                if payload.first() == Some(&RECORD_BATCH) {
-                    report.batches_replayed += 1;
-                    report.transactions_replayed += txs;
-                    report.transactions_ok += ok;
+                match record {
+                    Record::Outcome {
+                        seq,
+                        statuses,
+                        receipt_hash,
+                    } => match pending.take() {
+                        Some(p) if p.0 == seq => {
+                            replay(ledger, p, Some((&statuses, receipt_hash)), report)?
+                        }
+                        _ => {
+                            return Err(corrupt(
+                                path,
+                                offset,
+                                &format!("outcome of batch {seq} without its input"),
+                            ))
+                        }
+                    },
+                    other => {
+                        if let Some(p) = pending.take() {
+                            replay(ledger, p, None, report)?;
+                        }
+                        match other {
+                            Record::Wallets(wallets) => {
+                                if let Some((id, _, _)) = wallets
+                                    .iter()
+                                    .find(|(id, _, _)| ledger.wallets.contains_key(id))
+                                {
+                                    return Err(corrupt(
+                                        path,
+                                        offset,
+                                        &format!("wallet {id} registered twice"),
+                                    ));
+                                }
+                                ledger.apply_wallets(wallets);
+                            }
+                            Record::Input {
+                                seq,
+                                timestamp_ms,
+                                txs,
+                            } => pending = Some((seq, timestamp_ms, txs, offset)),
+                            Record::Outcome { .. } => unreachable!("matched above"),
+                        }
+                    }
                 }
+                report.records_replayed += 1;
                 *next_lsn = lsn + 1;
                 offset = end;
             }
         }
+    };
+    if let Some(p) = pending.take() {
+        replay(ledger, p, None, report)?;
     }
+    Ok(scan)
 }
 
 impl Ledger {
@@ -879,11 +972,15 @@ impl Ledger {
     }
 
     fn snapshot_inner(&mut self) -> Result<u64> {
-        let Some(store) = self.store.as_ref() else {
+        if self.store.is_none() {
             return Err(Error::InvalidArgument(
                 "an in-memory ledger has no snapshots".into(),
             ));
-        };
+        }
+        // A snapshot must never be ahead of the durable log: sync the records it covers first
+        // (the last outcome record is otherwise synced only with the next record).
+        let store = self.store.as_mut().expect("checked");
+        store.sync()?;
         let lsn = store.last_lsn();
         let dir = store.dir.clone();
         let keep = store.options.snapshots_kept.max(1);
@@ -964,6 +1061,7 @@ pub struct AuditReport {
     pub outstanding_fen: u64,
     pub last_receipt_hash: [u8; 32],
     pub torn_tail_bytes: u64,
+    pub batches_without_outcome: u64,
 }
 
 /// Replay a ledger directory's whole log offline, from lsn 1, verifying every signature, every
@@ -1017,6 +1115,7 @@ pub fn audit(dir: &Path, threads: usize) -> Result<AuditReport> {
     audit.transactions = report.transactions_replayed;
     audit.wallets = ledger.wallet_count() as u64;
     audit.transactions_ok = report.transactions_ok;
+    audit.batches_without_outcome = report.batches_without_outcome;
     audit.issued_fen = supply.issued_fen;
     audit.redeemed_fen = supply.redeemed_fen;
     audit.outstanding_fen = supply.outstanding_fen;
@@ -1132,7 +1231,8 @@ mod tests {
         };
         let (ledger, report) = Ledger::open(&dir, LedgerConfig::default(), options(0)).unwrap();
         assert_eq!(ledger.state_digest(), digest);
-        assert_eq!(report.records_replayed, 1 + 1 + 10);
+        assert_eq!(report.records_replayed, 1 + 2 + 20);
+        assert_eq!(report.batches_without_outcome, 0);
         assert_eq!(report.torn_bytes_cut, 0);
         let audit = audit(&dir, 1).unwrap();
         assert_eq!(audit.batches, 11);
@@ -1181,7 +1281,11 @@ mod tests {
         fs::write(&path, &full[..full.len() - 5]).unwrap();
         let (ledger, report) = Ledger::open(&dir, LedgerConfig::default(), options(0)).unwrap();
         assert!(report.torn_bytes_cut > 0);
-        assert_eq!(report.records_replayed, 3);
+        // The last outcome record was cut; its batch's input is whole, so it is replayed
+        // (signatures verified, as no outcome vouches for them).
+        assert_eq!(report.records_replayed, 6);
+        assert_eq!(report.batches_replayed, 3);
+        assert_eq!(report.batches_without_outcome, 1);
         drop(ledger);
         // Corrupt: a flipped byte inside the first record's payload, valid records after it.
         let mut bad = full.clone();

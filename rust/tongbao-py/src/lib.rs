@@ -227,6 +227,7 @@ impl PyLedger {
         d.set_item("records_replayed", report.records_replayed)?;
         d.set_item("batches_replayed", report.batches_replayed)?;
         d.set_item("transactions_replayed", report.transactions_replayed)?;
+        d.set_item("batches_without_outcome", report.batches_without_outcome)?;
         d.set_item("torn_bytes_cut", report.torn_bytes_cut)?;
         d.set_item("last_lsn", report.last_lsn)?;
         Ok((PyLedger { inner }, d))
@@ -755,6 +756,7 @@ fn audit_log<'py>(
         PyBytes::new(py, &report.last_receipt_hash),
     )?;
     d.set_item("torn_tail_bytes", report.torn_tail_bytes)?;
+    d.set_item("batches_without_outcome", report.batches_without_outcome)?;
     Ok(d)
 }
 
