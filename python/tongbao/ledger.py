@@ -34,7 +34,11 @@ from tongbao.types import Scheme, Status, WalletKind
 
 @dataclass(frozen=True)
 class Receipt:
-    """What one settled batch did. ``hash`` chains to ``prev_hash``, the previous receipt's."""
+    """What one settled batch did. ``hash`` chains to ``prev_hash``, the previous receipt's.
+
+    ``value_moved_fen``: value paid by settled transfers to wallets other than their signers
+    (change back to a payer is not counted). ``issued_fen`` / ``redeemed_fen``: created and
+    destroyed by this batch."""
 
     seq: int
     timestamp_ms: int

@@ -100,6 +100,9 @@ impl Keyring {
     }
 }
 
+/// How many of a payer's newest tokens are searched for one that covers a payment alone.
+const SINGLE_TOKEN_WINDOW: usize = 16;
+
 /// One payment request: `amount_fen` from `payer` to `payee`.
 #[derive(Clone, Copy, Debug)]
 pub struct Payment {
@@ -116,8 +119,9 @@ pub struct BuiltPayments {
 
 /// Build and sign transfers for many payments against the ledger's current state. Payments of
 /// the same payer chain: a later one may spend the change of an earlier one, so the whole list
-/// settles in one batch, in order. Token selection takes the newest tokens first (usually the
-/// last change) up to [`INPUTS_MAX`] inputs. A payment the payer cannot fund is skipped (its
+/// settles in one batch, in order. Token selection: the smallest of the payer's 16 newest
+/// tokens that covers the amount alone; otherwise the newest tokens first, up to [`INPUTS_MAX`]
+/// inputs. A payment the payer cannot fund is skipped (its
 /// index reported) when `skip_insufficient`, else the whole call fails.
 pub fn build_payments(
     ledger: &Ledger,
@@ -164,6 +168,19 @@ pub fn build_payments(
         view(&mut views, p.payer)?;
         view(&mut views, p.payee)?;
         let tokens = views.get_mut(&p.payer).expect("view made");
+        // One token is best: among the newest few, the smallest that covers the amount moves
+        // to the end so it is taken alone.
+        let window = tokens.len().saturating_sub(SINGLE_TOKEN_WINDOW);
+        let single = tokens[window..]
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, v))| *v >= p.amount_fen)
+            .min_by_key(|(_, (_, v))| *v)
+            .map(|(i, _)| window + i);
+        if let Some(i) = single {
+            let last = tokens.len() - 1;
+            tokens.swap(i, last);
+        }
         let mut inputs: Vec<TokenId> = Vec::new();
         let mut gathered: u64 = 0;
         let mut taken: Vec<(TokenId, u64)> = Vec::new();

@@ -83,11 +83,21 @@ pub struct Receipt {
     pub timestamp_ms: u64,
     pub tx_count: u64,
     pub status_counts: [u64; Status::ALL.len()],
+    /// Value paid by settled transfers to wallets other than their signers (change excluded).
     pub value_moved_fen: u128,
     pub issued_fen: u128,
     pub redeemed_fen: u128,
     pub prev_hash: [u8; 32],
     pub hash: [u8; 32],
+}
+
+/// Value a transfer pays to wallets that did not sign it: its outputs minus the change.
+fn paid_to_others_fen(tx: &Transaction) -> u128 {
+    tx.outputs
+        .iter()
+        .filter(|o| !tx.signatures.iter().any(|s| s.signer == o.owner))
+        .map(|o| o.amount_fen as u128)
+        .sum()
 }
 
 /// Totals of the money supply, in fen.
@@ -405,8 +415,7 @@ impl Ledger {
                     } else {
                         let status = self.apply(tx);
                         if status == Status::Ok && tx.kind == Kind::Transfer {
-                            value_moved_fen +=
-                                tx.output_sum_fen().expect("checked in phase 1") as u128;
+                            value_moved_fen += paid_to_others_fen(tx);
                         }
                         status
                     }

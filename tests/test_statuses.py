@@ -1,0 +1,581 @@
+"""Every status of ``docs/status-codes.md``, produced through the Python API, and the whole-batch
+errors. A rejected transaction must change nothing: balances, tokens, spent and settled memory,
+supply, and the state digest except for the receipt chain (which records every batch).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+
+import tongbao as tb
+from model import Model
+from tongbao import Status
+
+T0 = 1_700_000_000_000
+T1 = T0 + 1_000
+HOUR = 3_600_000
+U64_MAX = 2**64 - 1
+
+CB, OP, OP2 = 1, 100, 101
+ALICE, BOB, CAROL = 1001, 1002, 1003  # CAROL has an SM2 key
+STRANGER = 9001  # a key in the keyring, no wallet in the ledger
+NOBODY = 424242  # neither
+WALLET_IDS = [CB, OP, OP2, ALICE, BOB, CAROL]
+
+
+@dataclass
+class World:
+    ledger: tb.Ledger
+    keys: tb.Keyring
+    payments: list[bytes]  # settled at T0: OP pays ALICE 50,000 and CAROL 20,000
+
+    def token_of(self, wallet: int) -> tuple[bytes, int]:
+        (token,) = self.ledger.unspent(wallet)
+        return token
+
+    @property
+    def spent_token(self) -> bytes:
+        """A token the first payment spent (an issue output of OP)."""
+        return tb.decode(self.payments[0])["inputs"][0]
+
+
+@pytest.fixture
+def world() -> World:
+    ledger = tb.Ledger(threads=1)
+    keys = tb.Keyring()
+    ledger.open_wallets(keys, [CB], tb.WalletKind.CENTRAL_BANK)
+    ledger.open_wallets(keys, [OP, OP2], tb.WalletKind.OPERATOR)
+    ledger.open_wallets(keys, [ALICE, BOB], tb.WalletKind.PERSONAL)
+    ledger.open_wallets(keys, [CAROL], tb.WalletKind.PERSONAL, tb.Scheme.SM2)
+    keys.generate([STRANGER], tb.Scheme.ED25519, b"stranger")
+    issue = tb.issue(keys, CB, [(OP, 1_000_000), (OP2, 500_000)], T0)
+    assert ledger.settle([issue], T0).ok
+    payments, _ = ledger.build_payments(keys, [OP, OP], [ALICE, CAROL], [50_000, 20_000], T0)
+    assert ledger.settle(payments, T0).ok
+    return World(ledger, keys, payments)
+
+
+# -- "changes nothing" ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    wallets: tuple[tb.WalletInfo, ...]
+    unspent: tuple[tuple[int, tuple[tuple[bytes, int], ...]], ...]
+    supply: tb.Supply
+    settled_count: int
+    token_count: int
+    memory: tuple[tuple[bool, bool, tuple[int, int] | None], ...]  # per probed id
+
+
+def snapshot(ledger: tb.Ledger, probe: list[bytes]) -> Snapshot:
+    wallets = []
+    for w in WALLET_IDS:
+        info = ledger.wallet(w)
+        assert info is not None
+        wallets.append(info)
+    return Snapshot(
+        wallets=tuple(wallets),
+        unspent=tuple((w, tuple(sorted(ledger.unspent(w)))) for w in WALLET_IDS),
+        supply=ledger.supply(),
+        settled_count=ledger.settled_count,
+        token_count=ledger.token_count,
+        memory=tuple((ledger.is_spent(i), ledger.is_settled(i), ledger.token(i)) for i in probe),
+    )
+
+
+def digest_of(snap: Snapshot, receipt_hash: bytes) -> bytes:
+    """``state_digest`` of the state in ``snap`` with the receipt chain at ``receipt_hash``."""
+    model = Model()
+    for info in snap.wallets:
+        model.register(info.wallet_id, info.kind, info.scheme, info.public_key)
+    model.unspent = {t: (w, v) for w, tokens in snap.unspent for t, v in tokens}
+    model.issued_fen = snap.supply.issued_fen
+    model.redeemed_fen = snap.supply.redeemed_fen
+    return model.state_digest(receipt_hash)
+
+
+def ids_in(raw: bytes) -> list[bytes]:
+    """The transaction id and input ids of ``raw`` if it decodes (to probe the memory)."""
+    try:
+        d = tb.decode(raw)
+    except tb.MalformedTransaction:
+        return []
+    return [d["id"], *d["inputs"]]
+
+
+def settle_rejected(world: World, tx: bytes, status: Status, now: int = T1) -> None:
+    """Settle ``[tx]`` alone, expect ``status`` and an untouched state."""
+    assert status != Status.OK
+    ledger = world.ledger
+    # Move the clock first: forgetting expired ids is the passing of time, not the tx's doing.
+    ledger.settle([], now)
+    probe = ids_in(tx)
+    before = snapshot(ledger, probe)
+    digest_before = ledger.state_digest()
+    # The digest is a function of what the snapshot holds (and the receipt chain).
+    assert digest_of(before, ledger.last_receipt_hash) == digest_before
+
+    result = ledger.settle([tx], now)
+
+    assert result.status(0) == status, result.status(0).name
+    assert result.receipt.status_counts == {status: 1}
+    assert (result.receipt.issued_fen, result.receipt.redeemed_fen) == (0, 0)
+    assert result.receipt.value_moved_fen == 0
+    after = snapshot(ledger, probe)
+    assert after == before
+    # Only the receipt chain moved on: the digest is the old state's under the new receipt.
+    assert result.receipt.prev_hash != result.receipt.hash == ledger.last_receipt_hash
+    assert ledger.state_digest() == digest_of(before, ledger.last_receipt_hash)
+    ledger.check_invariants()
+
+
+def alice_pays_bob(world: World, timestamp_ms: int = T1, expiry_ms: int | None = None) -> bytes:
+    token, value = world.token_of(ALICE)
+    outputs = [(BOB, 10_000), (ALICE, value - 10_000)]
+    return tb.transfer(world.keys, [token], outputs, [ALICE], timestamp_ms, expiry_ms)
+
+
+def flip_bit(tx: bytes, offset_from_end: int) -> bytes:
+    i = len(tx) - offset_from_end
+    return tx[:i] + bytes([tx[i] ^ 0x01]) + tx[i + 1 :]
+
+
+# -- OK ------------------------------------------------------------------------------------------
+
+
+def test_ok_transfer(world: World) -> None:
+    ledger = world.ledger
+    token, value = world.token_of(ALICE)
+    tx = tb.transfer(world.keys, [token], [(BOB, 10_000), (ALICE, value - 10_000)], [ALICE], T1)
+    tx_id = tb.transaction_id(tx)
+    supply, settled = ledger.supply(), ledger.settled_count
+    result = ledger.settle([tx], T1)
+    assert result.status(0) == Status.OK and result.ok
+    assert result.receipt.value_moved_fen == 10_000  # paid to Bob; Alice's change excluded
+    assert (ledger.balance(ALICE), ledger.balance(BOB)) == (value - 10_000, 10_000)
+    assert ledger.unspent(BOB) == [(tb.token_id(tx_id, 0), 10_000)]
+    assert ledger.token(tb.token_id(tx_id, 1)) == (ALICE, value - 10_000)
+    assert ledger.token(token) is None and ledger.is_spent(token)
+    assert ledger.is_settled(tx_id) and ledger.settled_count == settled + 1
+    assert ledger.supply() == supply
+    ledger.check_invariants()
+
+
+def test_ok_issue_and_redeem_move_the_supply(world: World) -> None:
+    ledger = world.ledger
+    before = ledger.supply()
+    issue = tb.issue(world.keys, CB, [(OP2, 7_000)], T1)
+    res = ledger.settle([issue], T1)
+    assert res.status(0) == Status.OK and res.receipt.issued_fen == 7_000
+    token = tb.token_id(tb.transaction_id(issue), 0)
+    redeem = tb.redeem(world.keys, [token], [(OP2, 2_000)], [OP2], T1)
+    res = ledger.settle([redeem], T1)
+    assert res.status(0) == Status.OK and res.receipt.redeemed_fen == 5_000
+    after = ledger.supply()
+    assert after.issued_fen == before.issued_fen + 7_000
+    assert after.redeemed_fen == before.redeemed_fen + 5_000
+    assert after.outstanding_fen == before.outstanding_fen + 2_000
+    assert ledger.balance(OP2) == 500_000 + 2_000
+    ledger.check_invariants()
+
+
+# -- one test per status -------------------------------------------------------------------------
+
+
+def test_already_settled(world: World) -> None:
+    settle_rejected(world, world.payments[0], Status.ALREADY_SETTLED)
+
+
+def test_already_settled_whatever_the_signatures(world: World) -> None:
+    """Same body, other signature section (same id): ALREADY_SETTLED, not BAD_SIGNATURE,
+    UNKNOWN_WALLET or INPUT_SPENT."""
+    paid = world.payments[0]
+    settle_rejected(world, flip_bit(paid, 1), Status.ALREADY_SETTLED)
+    settle_rejected(world, world.keys.sign([paid], [[OP, STRANGER]])[0], Status.ALREADY_SETTLED)
+    settle_rejected(world, tb.sign(world.keys, paid, []), Status.ALREADY_SETTLED)
+
+
+def test_already_settled_within_one_batch(world: World) -> None:
+    tx = alice_pays_bob(world)
+    res = world.ledger.settle([tx, tx, flip_bit(tx, 3)], T1)
+    assert res.statuses.tolist() == [Status.OK, Status.ALREADY_SETTLED, Status.ALREADY_SETTLED]
+    assert world.ledger.balance(BOB) == 10_000
+
+
+def test_malformed(world: World) -> None:
+    settle_rejected(world, world.payments[0][:-1], Status.MALFORMED)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda w: b"",
+        lambda w: b"\x01",
+        lambda w: w.payments[0] + b"\x00",
+        lambda w: b"\x02" + w.payments[0][1:],
+        lambda w: tb.encode(tb.Kind.ISSUE, [w.spent_token], [(OP, 5)], T1),
+        lambda w: tb.encode(tb.Kind.TRANSFER, [], [(OP, 5)], T1),
+        lambda w: tb.encode(tb.Kind.REDEEM, [], [], T1),
+        lambda w: tb.encode(tb.Kind.TRANSFER, [w.token_of(ALICE)[0]], [], T1),
+        lambda w: tb.encode(tb.Kind.ISSUE, [], [], T1),
+        lambda w: tb.encode(tb.Kind.ISSUE, [], [(OP, 5)], T1, T1 - 1),
+        lambda w: tb.encode(tb.Kind.ISSUE, [], [(OP, 5)], T1, T1 + tb.VALIDITY_MS_MAX + 1),
+        lambda w: tb.encode(tb.Kind.ISSUE, [], [(OP, 5)], T1, signatures=[(CB, bytes(64))] * 2),
+    ],
+    ids=[
+        "empty",
+        "version-only",
+        "trailing-byte",
+        "version-2",
+        "issue-with-inputs",
+        "transfer-without-inputs",
+        "redeem-without-inputs",
+        "transfer-without-outputs",
+        "issue-without-outputs",
+        "expiry-before-timestamp",
+        "window-over-7-days",
+        "signer-twice",
+    ],
+)
+def test_malformed_shapes(world: World, make: Callable[[World], bytes]) -> None:
+    settle_rejected(world, make(world), Status.MALFORMED)
+
+
+def test_expired(world: World) -> None:
+    tx = alice_pays_bob(world, timestamp_ms=T1 - 2 * HOUR, expiry_ms=T1 - 1)
+    settle_rejected(world, tx, Status.EXPIRED)
+
+
+def test_expiry_is_inclusive(world: World) -> None:
+    token, value = world.token_of(ALICE)
+    tx = tb.transfer(world.keys, [token], [(BOB, value)], [ALICE], T1 - HOUR, expiry_ms=T1)
+    assert world.ledger.settle([tx], T1).status(0) == Status.OK
+
+
+def test_expired_resubmission_of_a_settled_transaction(world: World) -> None:
+    """After its expiry a settled transaction is EXPIRED (check 2 before check 4): never
+    applied twice, and the ledger has forgotten it."""
+    paid = world.payments[0]
+    expiry = tb.decode(paid)["expiry_ms"]
+    settle_rejected(world, paid, Status.ALREADY_SETTLED, now=expiry)
+    settle_rejected(world, paid, Status.EXPIRED, now=expiry + 1)
+    assert not world.ledger.is_settled(tb.transaction_id(paid))
+
+
+def test_not_yet_valid(world: World) -> None:
+    ahead = T1 + tb.CLOCK_SKEW_MS_MAX + 1
+    tx = alice_pays_bob(world, timestamp_ms=ahead, expiry_ms=ahead + HOUR)
+    settle_rejected(world, tx, Status.NOT_YET_VALID)
+
+
+def test_clock_skew_edge_is_valid(world: World) -> None:
+    ahead = T1 + tb.CLOCK_SKEW_MS_MAX
+    tx = alice_pays_bob(world, timestamp_ms=ahead, expiry_ms=ahead + HOUR)
+    assert world.ledger.settle([tx], T1).status(0) == Status.OK
+
+
+def test_duplicate_input(world: World) -> None:
+    token, value = world.token_of(ALICE)
+    tx = tb.transfer(world.keys, [token, token], [(BOB, 2 * value)], [ALICE], T1)
+    settle_rejected(world, tx, Status.DUPLICATE_INPUT)
+
+
+def test_zero_value_output(world: World) -> None:
+    token, value = world.token_of(ALICE)
+    tx = tb.transfer(world.keys, [token], [(BOB, value), (ALICE, 0)], [ALICE], T1)
+    settle_rejected(world, tx, Status.ZERO_VALUE_OUTPUT)
+
+
+def test_value_overflow_of_outputs(world: World) -> None:
+    token, _ = world.token_of(ALICE)
+    tx = tb.transfer(world.keys, [token], [(BOB, U64_MAX), (ALICE, 1)], [ALICE], T1)
+    settle_rejected(world, tx, Status.VALUE_OVERFLOW)
+
+
+def test_value_overflow_of_outstanding_supply(world: World) -> None:
+    room = U64_MAX - world.ledger.supply().outstanding_fen
+    settle_rejected(world, tb.issue(world.keys, CB, [(OP, room + 1)], T1), Status.VALUE_OVERFLOW)
+    # Exactly up to u64::MAX is fine.
+    res = world.ledger.settle([tb.issue(world.keys, CB, [(OP, room)], T1)], T1)
+    assert res.status(0) == Status.OK
+    assert world.ledger.supply().outstanding_fen == U64_MAX
+    world.ledger.check_invariants()
+
+
+def test_unknown_wallet_signer(world: World) -> None:
+    token, value = world.token_of(ALICE)
+    tx = tb.transfer(world.keys, [token], [(BOB, value)], [ALICE, STRANGER], T1)
+    settle_rejected(world, tx, Status.UNKNOWN_WALLET)
+
+
+def test_unknown_wallet_output_owner(world: World) -> None:
+    token, value = world.token_of(ALICE)
+    tx = tb.transfer(world.keys, [token], [(NOBODY, value)], [ALICE], T1)
+    settle_rejected(world, tx, Status.UNKNOWN_WALLET)
+
+
+@pytest.mark.parametrize("offset_from_end", [1, 20, 33, 64])
+def test_bad_signature_ed25519(world: World, offset_from_end: int) -> None:
+    settle_rejected(world, flip_bit(alice_pays_bob(world), offset_from_end), Status.BAD_SIGNATURE)
+
+
+def test_bad_signature_sm2(world: World) -> None:
+    token, value = world.token_of(CAROL)
+    tx = tb.transfer(world.keys, [token], [(BOB, value)], [CAROL], T1)
+    settle_rejected(world, flip_bit(tx, 5), Status.BAD_SIGNATURE)
+
+
+def test_bad_signature_wrong_key(world: World) -> None:
+    """BOB's signature filed under ALICE's wallet id."""
+    tx = alice_pays_bob(world)
+    bob_sig = tb.sign(world.keys, tx, [BOB])[-64:]
+    forged = tx[:-64] + bob_sig
+    assert tb.decode(forged)["signatures"] == [(ALICE, bob_sig)]
+    settle_rejected(world, forged, Status.BAD_SIGNATURE)
+
+
+def test_missing_signature_transfer(world: World) -> None:
+    settle_rejected(world, tb.sign(world.keys, alice_pays_bob(world), []), Status.MISSING_SIGNATURE)
+    # Checked before UNEXPECTED_SIGNER: signed by someone else only.
+    settle_rejected(
+        world, tb.sign(world.keys, alice_pays_bob(world), [BOB]), Status.MISSING_SIGNATURE
+    )
+
+
+def test_missing_signature_issue(world: World) -> None:
+    issue = tb.sign(world.keys, tb.issue(world.keys, CB, [(OP, 5)], T1), [])
+    settle_rejected(world, issue, Status.MISSING_SIGNATURE)
+
+
+def test_unexpected_signer(world: World) -> None:
+    tx = tb.sign(world.keys, alice_pays_bob(world), [ALICE, BOB])
+    settle_rejected(world, tx, Status.UNEXPECTED_SIGNER)
+
+
+def test_unexpected_signer_issue(world: World) -> None:
+    issue = tb.sign(world.keys, tb.issue(world.keys, CB, [(OP, 5)], T1), [CB, OP])
+    settle_rejected(world, issue, Status.UNEXPECTED_SIGNER)
+
+
+def test_unknown_input(world: World) -> None:
+    tx = tb.transfer(world.keys, [bytes(range(32))], [(BOB, 5)], [ALICE], T1)
+    settle_rejected(world, tx, Status.UNKNOWN_INPUT)
+
+
+def test_unknown_input_once_the_spender_expired(world: World) -> None:
+    """The spent marker lives until the spender's expiry, then the token is forgotten."""
+    spent = world.spent_token
+    expiry = tb.decode(world.payments[0])["expiry_ms"]
+    assert world.ledger.is_spent(spent)
+
+    def spend(now: int) -> bytes:
+        return tb.transfer(world.keys, [spent], [(BOB, 5)], [OP], now)
+
+    settle_rejected(world, spend(expiry), Status.INPUT_SPENT, now=expiry)
+    settle_rejected(world, spend(expiry + 1), Status.UNKNOWN_INPUT, now=expiry + 1)
+    assert not world.ledger.is_spent(spent)
+
+
+def test_input_spent(world: World) -> None:
+    tx = tb.transfer(world.keys, [world.spent_token], [(BOB, 5)], [OP], T1)
+    settle_rejected(world, tx, Status.INPUT_SPENT)
+
+
+def test_input_spent_within_one_batch(world: World) -> None:
+    """Double spend in one batch: the first wins."""
+    token, value = world.token_of(ALICE)
+    to_bob = tb.transfer(world.keys, [token], [(BOB, value)], [ALICE], T1)
+    to_carol = tb.transfer(world.keys, [token], [(CAROL, value)], [ALICE], T1)
+    res = world.ledger.settle([to_bob, to_carol], T1)
+    assert res.statuses.tolist() == [Status.OK, Status.INPUT_SPENT]
+    assert (world.ledger.balance(BOB), world.ledger.balance(CAROL)) == (value, 20_000)
+
+
+def test_unknown_input_checked_before_input_spent(world: World) -> None:
+    tx = tb.transfer(world.keys, [world.spent_token, bytes(32)], [(BOB, 5)], [OP], T1)
+    settle_rejected(world, tx, Status.UNKNOWN_INPUT)
+
+
+def test_value_mismatch_transfer(world: World) -> None:
+    token, value = world.token_of(ALICE)
+    for amount in (value - 1, value + 1):
+        tx = tb.transfer(world.keys, [token], [(BOB, amount)], [ALICE], T1)
+        settle_rejected(world, tx, Status.VALUE_MISMATCH)
+
+
+def test_value_mismatch_redeem(world: World) -> None:
+    """A redemption must destroy something: change >= inputs is refused."""
+    (token, value), *_ = world.ledger.unspent(OP2)
+    for change in (value, value + 1):
+        tx = tb.redeem(world.keys, [token], [(OP2, change)], [OP2], T1)
+        settle_rejected(world, tx, Status.VALUE_MISMATCH)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda w: tb.issue(w.keys, OP, [(OP2, 5)], T1),
+        lambda w: tb.issue(w.keys, CB, [(OP, 5), (ALICE, 5)], T1),
+        lambda w: tb.redeem(w.keys, [w.token_of(ALICE)[0]], [], [ALICE], T1),
+        lambda w: tb.redeem(w.keys, [w.ledger.unspent(OP2)[0][0]], [(OP, 1)], [OP2], T1),
+    ],
+    ids=["issue-by-operator", "issue-to-personal", "redeem-by-personal", "redeem-change-elsewhere"],
+)
+def test_not_authorized(world: World, make: Callable[[World], bytes]) -> None:
+    settle_rejected(world, make(world), Status.NOT_AUTHORIZED)
+
+
+STATUS_TESTS = {
+    Status.OK: test_ok_transfer,
+    Status.ALREADY_SETTLED: test_already_settled,
+    Status.MALFORMED: test_malformed,
+    Status.EXPIRED: test_expired,
+    Status.NOT_YET_VALID: test_not_yet_valid,
+    Status.DUPLICATE_INPUT: test_duplicate_input,
+    Status.ZERO_VALUE_OUTPUT: test_zero_value_output,
+    Status.VALUE_OVERFLOW: test_value_overflow_of_outputs,
+    Status.UNKNOWN_WALLET: test_unknown_wallet_signer,
+    Status.BAD_SIGNATURE: test_bad_signature_ed25519,
+    Status.MISSING_SIGNATURE: test_missing_signature_transfer,
+    Status.UNEXPECTED_SIGNER: test_unexpected_signer,
+    Status.UNKNOWN_INPUT: test_unknown_input,
+    Status.INPUT_SPENT: test_input_spent,
+    Status.VALUE_MISMATCH: test_value_mismatch_transfer,
+    Status.NOT_AUTHORIZED: test_not_authorized,
+}
+
+
+def test_every_status_has_a_test() -> None:
+    assert set(STATUS_TESTS) == set(Status)
+
+
+def test_status_names_match_the_core() -> None:
+    assert [s.name for s in Status] == list(tb._core.STATUS_NAMES)
+    assert [s.value for s in Status] == list(range(len(tb._core.STATUS_NAMES)))
+
+
+# -- whole-batch errors --------------------------------------------------------------------------
+
+
+def assert_refused(world: World, call: Callable[[], object], error: type[Exception]) -> None:
+    ledger = world.ledger
+    digest, seq, receipt = ledger.state_digest(), ledger.batch_seq, ledger.last_receipt_hash
+    with pytest.raises(error):
+        call()
+    assert (ledger.state_digest(), ledger.batch_seq, ledger.last_receipt_hash) == (
+        digest,
+        seq,
+        receipt,
+    )
+
+
+def test_batch_timestamp_going_backwards(world: World) -> None:
+    tx = alice_pays_bob(world)
+    assert_refused(world, lambda: world.ledger.settle([tx], T0 - 1), tb.BatchRejected)
+    assert world.ledger.balance(BOB) == 0
+    # An equal timestamp is fine, and the refused transaction was not applied.
+    assert world.ledger.settle([tx], T0).status(0) == Status.OK
+    assert world.ledger.settle([], T1).receipt.tx_count == 0
+    assert_refused(world, lambda: world.ledger.settle([], T1 - 1), tb.BatchRejected)
+
+
+def test_batch_too_large(world: World) -> None:
+    big = [b""] * (tb.BATCH_TX_COUNT_MAX + 1)
+    assert_refused(world, lambda: world.ledger.settle(big, T1), tb.BatchRejected)
+
+
+def test_broken_framed_blob(world: World) -> None:
+    tx = alice_pays_bob(world)
+    blob = tb.frame_batch([b"garbage", tx])
+    for broken, field in [
+        (blob[:-1], "batch.transaction"),
+        (blob + b"\x00", "batch"),
+        (blob[:3], "batch.count"),
+        (struct.pack("<I", 3) + blob[4:], "batch.length"),
+    ]:
+        assert_refused(world, lambda b=broken: world.ledger.settle(b, T1), tb.MalformedTransaction)
+        with pytest.raises(tb.MalformedTransaction) as info:
+            tb.unframe_batch(broken)
+        assert info.value.field == field
+    # The intact blob settles; its unreadable transaction is a status, not an error.
+    res = world.ledger.settle(blob, T1)
+    assert res.statuses.tolist() == [Status.MALFORMED, Status.OK]
+
+
+def test_batch_items_must_be_bytes(world: World) -> None:
+    tx = alice_pays_bob(world)
+    for bad in ([tx, "text"], [tx, bytearray(tx)], [tx, None], [memoryview(tx)]):
+        assert_refused(world, lambda b=bad: world.ledger.settle(b, T1), TypeError)
+    assert_refused(world, lambda: world.ledger.settle(42, T1), TypeError)  # type: ignore[arg-type]
+    assert world.ledger.settle([tx], T1).status(0) == Status.OK
+
+
+# -- decode errors name the field and the byte ----------------------------------------------------
+
+
+def _transfer(world: World) -> bytes:
+    token, _ = world.token_of(ALICE)
+    return tb.transfer(world.keys, [token], [(BOB, 5)], [ALICE], T1, reference=b"ref")
+
+
+# transfer layout: header 18 | n_inputs 2 | input 32 | n_outputs 2 | output 17 | ref_len 1 |
+# ref 3 | n_sigs 1 | signer 8 | signature 64  (body = 75 bytes, total 148)
+BODY = 18 + 2 + 32 + 2 + 17 + 1 + 3
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field", "offset"),
+    [
+        (lambda t: b"", "version", 0),
+        (lambda t: t[:1], "kind", 1),
+        (lambda t: t[:5], "timestamp_ms", 2),
+        (lambda t: t[:30], "inputs", 20),
+        (lambda t: t[:60], "outputs.owner", 54),
+        (lambda t: t[: BODY + 1 + 8 + 10], "signatures.signature", BODY + 1 + 8),
+        (lambda t: b"\x02" + t[1:], "version", 0),
+        (lambda t: t[:1] + b"\x04" + t[2:], "kind", 1),
+        (lambda t: t + b"\x00\x00", "transaction", BODY + 1 + 72),
+        (lambda t: t[:70] + b"\x01" + t[71:], "outputs.condition", 70),
+        (lambda t: t[:10] + struct.pack("<Q", 0) + t[18:], "expiry_ms", 10),
+        (lambda t: t[:18] + struct.pack("<H", 257) + t[20:], "n_inputs", 18),
+        (lambda t: t[:71] + bytes([141]) + t[72:], "reference_len", 71),
+        (lambda t: t[:BODY] + b"\x41" + t[BODY + 1 :], "n_signatures", BODY),
+        (lambda t: t[:BODY] + b"\x02" + t[BODY + 1 :] + t[BODY + 1 :], "signatures.signer", 148),
+        (lambda t: t[:1] + b"\x01" + t[2:], "n_inputs", 18),  # an issue with an input
+        (lambda t: t + bytes(tb.TX_BYTES_MAX), "transaction", 0),
+    ],
+    ids=[
+        "empty",
+        "truncated-kind",
+        "truncated-timestamp",
+        "truncated-input",
+        "truncated-output",
+        "truncated-signature",
+        "bad-version",
+        "bad-kind",
+        "trailing-bytes",
+        "condition-tag",
+        "expiry-before-timestamp",
+        "too-many-inputs",
+        "reference-too-long",
+        "too-many-signatures",
+        "signer-twice",
+        "issue-with-input",
+        "too-long",
+    ],
+)
+def test_decode_names_field_and_offset(
+    world: World, mutate: Callable[[bytes], bytes], field: str, offset: int
+) -> None:
+    tx = _transfer(world)
+    assert len(tx) == BODY + 1 + 72
+    assert tb.decode(tx)["reference"] == b"ref"
+    with pytest.raises(tb.MalformedTransaction) as info:
+        tb.decode(mutate(tx))
+    assert (info.value.field, info.value.offset) == (field, offset)
+    assert isinstance(info.value, ValueError) and isinstance(info.value, tb.TongbaoError)
