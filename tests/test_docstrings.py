@@ -15,7 +15,9 @@ ROOT = Path(__file__).resolve().parent.parent
 MODULES = sorted(
     m.name for m in pkgutil.walk_packages(tongbao.__path__, "tongbao.") if m.name != "tongbao._core"
 )
-DOCS = sorted(p for p in (ROOT / "docs").rglob("*.md") if ">>>" in p.read_text())
+DOCS = sorted(
+    p for p in [ROOT / "README.md", *(ROOT / "docs").rglob("*.md")] if ">>>" in p.read_text()
+)
 
 
 @pytest.mark.parametrize("name", ["tongbao", *MODULES])

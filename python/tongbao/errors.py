@@ -83,3 +83,7 @@ class LedgerFailed(TongbaoError):
 
 class LedgerLocked(TongbaoError):
     """Another process has this ledger directory open."""
+
+
+class LedgerClosed(TongbaoError):
+    """The ledger was closed with :meth:`tongbao.Ledger.close`; reads work, changes do not."""

@@ -203,6 +203,26 @@ class Ledger:
         ledger.recovery = Recovery(**{k: int(v) for k, v in report.items()})
         return ledger
 
+    def close(self) -> None:
+        """Sync and release the log and the directory lock (durable ledgers). Later calls that
+        change state raise ``LedgerClosed``; reads still work. Idempotent. A ledger is also a
+        context manager that closes on exit:
+
+        >>> import tempfile, tongbao as tb
+        >>> d = tempfile.mkdtemp()
+        >>> with tb.Ledger.open(d) as ledger:
+        ...     ledger.open_wallets(tb.Keyring(), [1], tb.WalletKind.CENTRAL_BANK)
+        >>> tb.Ledger.open(d).wallet_count
+        1
+        """
+        self._core.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def snapshot(self) -> int:
         """Write a snapshot now (durable ledgers); returns the log sequence number it covers.
         Raises ``InvalidArgument`` for an in-memory ledger. Releases the GIL."""

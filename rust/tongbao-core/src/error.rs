@@ -45,6 +45,8 @@ pub enum Error {
     Corrupt(String),
     #[error("ledger stopped after a failed write ({0}): reopen it to recover from its log")]
     Failed(String),
+    #[error("the ledger is closed")]
+    Closed,
     #[error("{0} is locked by another process")]
     Locked(String),
 }

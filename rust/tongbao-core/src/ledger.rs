@@ -145,6 +145,7 @@ pub struct Ledger {
     /// Set when a write to the log failed: the in-memory state may be ahead of the log, so
     /// every later call is refused until the ledger is reopened (recovery).
     pub(crate) failed: Option<String>,
+    closed: bool,
 }
 
 /// How phase 1 treats signatures.
@@ -188,6 +189,7 @@ impl Ledger {
             pool,
             store: None,
             failed: None,
+            closed: false,
         })
     }
 
@@ -265,8 +267,21 @@ impl Ledger {
     }
 
     pub(crate) fn check_not_failed(&self) -> Result<()> {
+        if self.closed {
+            return Err(Error::Closed);
+        }
         match &self.failed {
             Some(reason) => Err(Error::Failed(reason.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Close the ledger: sync and release its log and directory lock. Every later call that
+    /// changes state fails with [`Error::Closed`]; reads still work. Idempotent.
+    pub fn close(&mut self) -> Result<()> {
+        self.closed = true;
+        match self.store.take() {
+            Some(mut store) => store.close(),
             None => Ok(()),
         }
     }

@@ -436,6 +436,11 @@ impl Store {
         self.append(&encode_outcome(receipt, statuses), false)
     }
 
+    /// Sync what was written; the lock is released when the store is dropped.
+    pub(crate) fn close(&mut self) -> Result<()> {
+        self.sync()
+    }
+
     /// fsync what was written (policy `Fsync`).
     fn sync(&mut self) -> Result<()> {
         if self.options.commit == CommitPolicy::Fsync && self.synced_len < self.written_len {

@@ -25,6 +25,7 @@ mod errors {
     pyo3::import_exception!(tongbao.errors, CorruptLog);
     pyo3::import_exception!(tongbao.errors, LedgerFailed);
     pyo3::import_exception!(tongbao.errors, LedgerLocked);
+    pyo3::import_exception!(tongbao.errors, LedgerClosed);
 }
 
 /// The one conversion point from core errors to Python exceptions.
@@ -59,6 +60,7 @@ impl From<CoreError> for PyErr {
             core::Error::Corrupt(_) => errors::CorruptLog::new_err(message),
             core::Error::Failed(_) => errors::LedgerFailed::new_err(message),
             core::Error::Locked(_) => errors::LedgerLocked::new_err(message),
+            core::Error::Closed => errors::LedgerClosed::new_err(message),
         }
     }
 }
@@ -231,6 +233,12 @@ impl PyLedger {
         d.set_item("torn_bytes_cut", report.torn_bytes_cut)?;
         d.set_item("last_lsn", report.last_lsn)?;
         Ok((PyLedger { inner }, d))
+    }
+
+    /// Sync and release the log and its lock; later state changes raise LedgerClosed.
+    fn close(&mut self, py: Python<'_>) -> PyResult<()> {
+        let inner = &mut self.inner;
+        Ok(py.detach(|| inner.close()).map_err(CoreError::from)?)
     }
 
     /// Take a snapshot now; returns its log sequence number.
