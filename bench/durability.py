@@ -98,12 +98,10 @@ def recovery(total_tx: int, size: int) -> None:
         from_snapshot = tb.Ledger.open(directory)
         snapshot_s = time.perf_counter() - start
         assert from_snapshot.state_digest() == digest
-        print(
-            f"log of {replayed:,} transactions ({log_bytes / 2**20:,.1f} MiB) built in {build_s:.1f} s"
-        )
-        print(
-            f"  recovery from the log alone: {replay_s:.2f} s = {replayed / replay_s:,.0f} tx/s replayed"
-        )
+        mib = log_bytes / 2**20
+        print(f"log of {replayed:,} transactions ({mib:,.1f} MiB) built in {build_s:.1f} s")
+        rate = replayed / replay_s
+        print(f"  recovery from the log alone: {replay_s:.2f} s = {rate:,.0f} tx/s replayed")
         print(
             f"  recovery from a snapshot of {tokens:,} unspent tokens: {snapshot_s:.2f} s; "
             f"snapshot {snapshot.stat().st_size / tokens:.1f} bytes per token"
