@@ -36,6 +36,7 @@ from tongbao.errors import (
     InsufficientFunds,
     InvalidArgument,
     InvalidKey,
+    InvalidLimits,
     InvariantViolation,
     LedgerClosed,
     LedgerFailed,
@@ -46,6 +47,7 @@ from tongbao.errors import (
     UnknownWallet,
 )
 from tongbao.ledger import Ledger, Receipt, Recovery, Settlement, Supply, WalletInfo
+from tongbao.limits import ClassLimits, Limits, load_limits, parse_limits
 from tongbao.tx import (
     decode,
     encode,
@@ -58,7 +60,7 @@ from tongbao.tx import (
     transaction_id,
     transfer,
 )
-from tongbao.types import Kind, Scheme, Status, WalletKind
+from tongbao.types import Kind, Scheme, Status, WalletKind, WalletStatus
 
 __all__ = [
     "BATCH_TX_COUNT_MAX",
@@ -76,11 +78,14 @@ __all__ = [
     "DuplicateWallet",
     "InsufficientFunds",
     "InvalidArgument",
+    "ClassLimits",
     "InvalidKey",
+    "InvalidLimits",
     "InvariantViolation",
     "Keyring",
     "Kind",
     "Ledger",
+    "Limits",
     "LedgerClosed",
     "LedgerFailed",
     "LedgerLocked",
@@ -96,11 +101,14 @@ __all__ = [
     "UnknownWallet",
     "WalletInfo",
     "WalletKind",
+    "WalletStatus",
     "decode",
     "encode",
     "frame_batch",
     "from_json",
     "issue",
+    "load_limits",
+    "parse_limits",
     "public_key_from_secret",
     "redeem",
     "sign",

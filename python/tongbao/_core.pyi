@@ -5,7 +5,7 @@ raw batch-shaped calls underneath. Every call taking a batch releases the GIL.
 """
 
 from collections.abc import Sequence
-from typing import final
+from typing import Any, final
 
 __all__ = [
     "BATCH_TX_COUNT_MAX",
@@ -90,8 +90,21 @@ class Ledger:
         kinds: Sequence[int],
         schemes: Sequence[int],
         public_keys: Sequence[bytes],
+        attrs: Sequence[tuple[int, int, int, int, int, bool]] | None = None,
     ) -> None:
         """Register wallets all or none. Raises InvalidKey, DuplicateWallet, InvalidArgument."""
+
+    def update_wallets(
+        self, wallet_ids: Sequence[int], actions: Sequence[int], classes: Sequence[int]
+    ) -> None: ...
+    def set_limits(
+        self,
+        version: str,
+        over_balance_cap: int,
+        table: Sequence[tuple[int | None, int | None, int | None, int | None]],
+    ) -> None: ...
+    @property
+    def limits_version(self) -> str: ...
 
     def settle(
         self, batch: list[bytes] | bytes, timestamp_ms: int
@@ -102,8 +115,8 @@ class Ledger:
     def balances(self, wallet_ids: Sequence[int]) -> bytes:
         """Balances as little-endian u64 bytes."""
 
-    def wallet_info(self, wallet_id: int) -> tuple[int, int, bytes, int, int] | None:
-        """(kind, scheme, public_key, balance_fen, token_count) or None."""
+    def wallet_info(self, wallet_id: int) -> dict[str, Any] | None:
+        """The wallet's fields as a dict, or None."""
 
     def unspent(self, wallet_id: int) -> list[tuple[bytes, int]]: ...
     def token(self, token_id: bytes) -> tuple[int, int] | None: ...

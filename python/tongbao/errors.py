@@ -87,3 +87,8 @@ class LedgerLocked(TongbaoError):
 
 class LedgerClosed(TongbaoError):
     """The ledger was closed with :meth:`tongbao.Ledger.close`; reads work, changes do not."""
+
+
+class InvalidLimits(TongbaoError, ValueError):
+    """A limits config is malformed or inconsistent; the message names the field. The ledger
+    keeps the limits it had."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Sequence
+from typing import Any
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,7 +30,9 @@ import numpy.typing as npt
 
 from tongbao import _core
 from tongbao.tx import DEFAULT_VALIDITY_MS
-from tongbao.types import Scheme, Status, WalletKind
+from tongbao.errors import InvalidArgument
+from tongbao.limits import Limits
+from tongbao.types import Scheme, Status, WalletKind, WalletStatus
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class Receipt:
     tx_count: int
     status_counts: dict[Status, int]
     value_moved_fen: int
+    swept_fen: int
     issued_fen: int
     redeemed_fen: int
     prev_hash: bytes
@@ -64,6 +68,7 @@ class Receipt:
             tx_count=int(d["tx_count"]),  # type: ignore[call-overload]
             status_counts={Status(k): int(v) for k, v in counts.items()},
             value_moved_fen=int(d["value_moved_fen"]),  # type: ignore[call-overload]
+            swept_fen=int(d["swept_fen"]),  # type: ignore[call-overload]
             issued_fen=int(d["issued_fen"]),  # type: ignore[call-overload]
             redeemed_fen=int(d["redeemed_fen"]),  # type: ignore[call-overload]
             prev_hash=bytes(d["prev_hash"]),  # type: ignore[call-overload]
@@ -103,6 +108,16 @@ class WalletInfo:
     public_key: bytes
     balance_fen: int
     token_count: int
+    wallet_class: int
+    operator: int
+    parent: int
+    mcc: int
+    region: int
+    linked_account: bool
+    status: WalletStatus
+    #: Outflow counted against the daily / annual caps in the day / year of the last payment.
+    day_out_fen: int
+    year_out_fen: int
 
 
 @dataclass(frozen=True)
@@ -247,19 +262,52 @@ class Ledger:
         kinds: Sequence[int] | int,
         public_keys: Sequence[bytes],
         schemes: Sequence[int] | int = Scheme.ED25519,
+        *,
+        wallet_class: Sequence[int] | int = 1,
+        operator: Sequence[int] | int = 0,
+        parent: Sequence[int] | int = 0,
+        mcc: Sequence[int] | int = 0,
+        region: Sequence[int] | int = 0,
+        linked_account: Sequence[bool] | bool = False,
     ) -> None:
-        """Register wallets with their public keys, all or none.
+        """Register wallets with their public keys and attributes, all or none.
 
-        ``kinds`` and ``schemes`` are one value for all or one per wallet. Keys are parsed and
-        checked once here (Ed25519: canonical, not of small order; SM2: a point on sm2p256v1,
-        with Z_A computed and cached). Raises ``InvalidKey``, ``DuplicateWallet`` or
-        ``InvalidArgument``; on any error nothing is registered. Releases the GIL.
+        Each of ``kinds``, ``schemes`` and the keyword attributes is one value for all wallets
+        or one per wallet: ``wallet_class`` 1-4 (central-bank and operator wallets are class
+        1), ``operator`` the operator bank's wallet id (0: none), ``parent`` of a sub-wallet
+        (0: none), ``mcc`` merchant category code, ``region``, ``linked_account`` (over-cap
+        value can be swept to a deposit account). Keys are parsed and checked once here
+        (Ed25519: canonical, not of small order; SM2: a point on sm2p256v1, Z_A cached).
+        Raises ``InvalidKey``, ``DuplicateWallet`` or ``InvalidArgument`` (naming wallet and
+        field); on any error nothing is registered. Logged on a durable ledger. Releases the GIL.
         """
         n = len(wallet_ids)
-        kinds_list = [int(kinds)] * n if isinstance(kinds, int) else [int(k) for k in kinds]
-        schemes_list = [int(schemes)] * n if isinstance(schemes, int) else [int(s) for s in schemes]
+
+        def each(value: Sequence[Any] | Any, name: str) -> list[Any]:
+            if isinstance(value, (int, bool)):
+                return [value] * n
+            values = list(value)
+            if len(values) != n:
+                raise InvalidArgument(f"{name}: {len(values)} values for {n} wallets")
+            return values
+
+        attrs = list(
+            zip(
+                [int(c) for c in each(wallet_class, "wallet_class")],
+                [int(o) for o in each(operator, "operator")],
+                [int(p) for p in each(parent, "parent")],
+                [int(m) for m in each(mcc, "mcc")],
+                [int(r) for r in each(region, "region")],
+                [bool(x) for x in each(linked_account, "linked_account")],
+                strict=True,
+            )
+        )
         self._core.register_wallets(
-            [int(w) for w in wallet_ids], kinds_list, schemes_list, [bytes(k) for k in public_keys]
+            [int(w) for w in wallet_ids],
+            [int(k) for k in each(kinds, "kinds")],
+            [int(s) for s in each(schemes, "schemes")],
+            [bytes(k) for k in public_keys],
+            attrs,
         )
 
     def open_wallets(
@@ -269,19 +317,77 @@ class Ledger:
         kind: WalletKind,
         scheme: Scheme = Scheme.ED25519,
         seed: bytes = b"tongbao",
+        **attrs: Any,
     ) -> None:
         """Generate deterministic keys for ``wallet_ids`` into ``keyring`` (from ``seed``) and
-        register the wallets. For simulations and tests: real wallets bring their own keys."""
+        register the wallets, with the attributes of :meth:`register_wallets`. For simulations
+        and tests: real wallets bring their own keys."""
         publics = keyring.generate([int(w) for w in wallet_ids], int(scheme), seed)
-        self.register_wallets(wallet_ids, kind, publics, scheme)
+        self.register_wallets(wallet_ids, kind, publics, scheme, **attrs)
+
+    def _update(self, wallet_ids: Sequence[int], action: int, wallet_class: int = 0) -> None:
+        ids = [int(w) for w in wallet_ids]
+        self._core.update_wallets(ids, [action] * len(ids), [wallet_class] * len(ids))
+
+    def set_class(self, wallet_ids: Sequence[int], wallet_class: int) -> None:
+        """Upgrade or downgrade wallets to ``wallet_class`` (1-4). All or none; logged. Raises
+        ``UnknownWallet`` or ``InvalidArgument`` (closed wallet, bad class)."""
+        self._update(wallet_ids, 1, wallet_class)
+
+    def freeze(self, wallet_ids: Sequence[int]) -> None:
+        """Freeze wallets: they cannot pay (``WALLET_FROZEN``) but can still receive."""
+        self._update(wallet_ids, 2)
+
+    def unfreeze(self, wallet_ids: Sequence[int]) -> None:
+        """Let frozen wallets pay again."""
+        self._update(wallet_ids, 3)
+
+    def close_wallets(self, wallet_ids: Sequence[int]) -> None:
+        """Close wallets for good: they receive nothing more (``WALLET_CLOSED``). Each must have
+        a zero balance (``InvalidArgument`` otherwise). All or none; logged."""
+        self._update(wallet_ids, 4)
+
+    def set_limits(self, limits: Limits) -> None:
+        """Install a validated limits table (see :func:`tongbao.load_limits`); it applies from
+        the next batch on and is logged, so replay applies it at the same point.
+
+        >>> import tongbao as tb
+        >>> ledger = tb.Ledger()
+        >>> ledger.set_limits(tb.load_limits())
+        >>> ledger.limits_version
+        '2026-11-default'
+        """
+        table = [limits.classes[c].row() for c in (1, 2, 3, 4)] + [limits.sub_wallet.row()]
+        over = 1 if limits.over_balance_cap == "sweep" else 2
+        self._core.set_limits(limits.version, over, table)
+
+    @property
+    def limits_version(self) -> str:
+        """Version of the limits in force ("none" until :meth:`set_limits`)."""
+        return self._core.limits_version
 
     def wallet(self, wallet_id: int) -> WalletInfo | None:
         """The wallet's kind, scheme, key, balance and token count, or None if unknown."""
-        info = self._core.wallet_info(wallet_id)
-        if info is None:
+        d = self._core.wallet_info(wallet_id)
+        if d is None:
             return None
-        kind, scheme, public_key, balance, tokens = info
-        return WalletInfo(wallet_id, WalletKind(kind), Scheme(scheme), public_key, balance, tokens)
+        return WalletInfo(
+            wallet_id=wallet_id,
+            kind=WalletKind(d["kind"]),
+            scheme=Scheme(d["scheme"]),
+            public_key=d["public_key"],
+            balance_fen=d["balance_fen"],
+            token_count=d["token_count"],
+            wallet_class=d["wallet_class"],
+            operator=d["operator"],
+            parent=d["parent"],
+            mcc=d["mcc"],
+            region=d["region"],
+            linked_account=d["linked_account"],
+            status=WalletStatus(d["status"]),
+            day_out_fen=d["day_out_fen"],
+            year_out_fen=d["year_out_fen"],
+        )
 
     @property
     def wallet_count(self) -> int:

@@ -30,6 +30,12 @@ class Status(IntEnum):
     INPUT_SPENT = 13
     VALUE_MISMATCH = 14
     NOT_AUTHORIZED = 15
+    WALLET_FROZEN = 16
+    WALLET_CLOSED = 17
+    LIMIT_PAYMENT = 18
+    LIMIT_DAILY = 19
+    LIMIT_ANNUAL = 20
+    LIMIT_BALANCE = 21
 
 
 class Kind(IntEnum):
@@ -55,3 +61,11 @@ class Scheme(IntEnum):
 
     ED25519 = 1
     SM2 = 2
+
+
+class WalletStatus(IntEnum):
+    """Whether a wallet can pay and receive: frozen wallets cannot pay, closed ones do nothing."""
+
+    ACTIVE = 0
+    FROZEN = 1
+    CLOSED = 2

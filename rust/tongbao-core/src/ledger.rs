@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::format::{
     decode, token_id, Kind, TokenId, Transaction, TxId, WalletId, BATCH_TX_COUNT_MAX,
 };
+use crate::rules::{self, Counters, Limits, WalletAttrs, WalletStatus, LIMITS_VERSION_LEN_MAX, SWEEP_INDEX_FLAG};
 use crate::status::Status;
 
 /// How far a transaction's timestamp may be ahead of the batch timestamp.
@@ -53,7 +54,28 @@ pub struct Wallet {
     pub kind: WalletKind,
     pub key: PublicKey,
     pub balance_fen: u64,
+    pub attrs: WalletAttrs,
+    pub counters: Counters,
     pub(crate) tokens: Vec<TokenId>,
+}
+
+/// A wallet to register: id, kind, key and attributes (class, operator, parent, ...).
+#[derive(Clone, Debug)]
+pub struct Registration {
+    pub id: WalletId,
+    pub kind: WalletKind,
+    pub key: PublicKey,
+    pub attrs: WalletAttrs,
+}
+
+/// A change to a registered wallet, logged like a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WalletUpdate {
+    SetClass(u8),
+    Freeze,
+    Unfreeze,
+    /// Final; the balance must be zero.
+    Close,
 }
 
 impl Wallet {
@@ -85,6 +107,8 @@ pub struct Receipt {
     pub status_counts: [u64; Status::ALL.len()],
     /// Value paid by settled transfers to wallets other than their signers (change excluded).
     pub value_moved_fen: u128,
+    /// Value swept from wallets over their balance cap to their operators (deposits).
+    pub swept_fen: u128,
     pub issued_fen: u128,
     pub redeemed_fen: u128,
     pub prev_hash: [u8; 32],
@@ -146,6 +170,7 @@ pub struct Ledger {
     /// every later call is refused until the ledger is reopened (recovery).
     pub(crate) failed: Option<String>,
     closed: bool,
+    pub(crate) limits: Limits,
 }
 
 /// How phase 1 treats signatures.
@@ -190,6 +215,7 @@ impl Ledger {
             store: None,
             failed: None,
             closed: false,
+            limits: Limits::none(),
         })
     }
 
@@ -222,12 +248,11 @@ impl Ledger {
         self.verify_signatures
     }
 
-    /// Register wallets, all or none: every key is parsed and every id checked before any is
-    /// added.
-    pub fn register_wallets(
-        &mut self,
-        wallets: Vec<(WalletId, WalletKind, PublicKey)>,
-    ) -> Result<()> {
+    /// Register wallets, all or none: every id and attribute is checked before any is added.
+    /// Errors name the wallet and the field: a duplicate id, a class outside 1-4 (central-bank
+    /// and operator wallets are class 1), an operator that is not a registered operator wallet,
+    /// a parent that is unknown, itself a sub-wallet, or at another operator.
+    pub fn register_wallets(&mut self, wallets: Vec<Registration>) -> Result<()> {
         if wallets.len() > REGISTER_BATCH_MAX {
             return Err(Error::InvalidArgument(format!(
                 "{} wallets in one call, at most {REGISTER_BATCH_MAX}",
@@ -235,12 +260,7 @@ impl Ledger {
             )));
         }
         self.check_not_failed()?;
-        let mut seen = HashSet::with_capacity(wallets.len());
-        for (id, _, _) in &wallets {
-            if self.wallets.contains_key(id) || !seen.insert(*id) {
-                return Err(Error::DuplicateWallet(*id));
-            }
-        }
+        self.check_registrations(&wallets)?;
         if let Some(store) = self.store.as_mut() {
             if let Err(e) = store.append_wallets(&wallets) {
                 self.failed = Some(e.to_string());
@@ -251,19 +271,165 @@ impl Ledger {
         self.maybe_snapshot()
     }
 
-    pub(crate) fn apply_wallets(&mut self, wallets: Vec<(WalletId, WalletKind, PublicKey)>) {
+    fn check_registrations(&self, wallets: &[Registration]) -> Result<()> {
+        let mut seen: HashMap<WalletId, &Registration> = HashMap::with_capacity(wallets.len());
+        for r in wallets {
+            if self.wallets.contains_key(&r.id) || seen.contains_key(&r.id) {
+                return Err(Error::DuplicateWallet(r.id));
+            }
+            let bad = |field: &str, why: String| {
+                Err(Error::InvalidArgument(format!("wallet {}: {field}: {why}", r.id)))
+            };
+            let a = &r.attrs;
+            if !(1..=4).contains(&a.class) {
+                return bad("class", format!("{} is not a class 1-4", a.class));
+            }
+            if matches!(r.kind, WalletKind::CentralBank | WalletKind::Operator) && a.class != 1 {
+                return bad("class", "central-bank and operator wallets are class 1".into());
+            }
+            if a.status != WalletStatus::Active {
+                return bad("status", "a new wallet is active".into());
+            }
+            // The operator: this wallet itself (an operator), or a registered operator wallet.
+            let operator_kind = |id: WalletId| {
+                if id == r.id {
+                    Some(r.kind)
+                } else {
+                    self.wallets
+                        .get(&id)
+                        .map(|w| w.kind)
+                        .or_else(|| seen.get(&id).map(|s| s.kind))
+                }
+            };
+            if a.operator != 0 && operator_kind(a.operator) != Some(WalletKind::Operator) {
+                return bad("operator", format!("{} is not an operator wallet", a.operator));
+            }
+            if a.parent != 0 {
+                let parent = self
+                    .wallets
+                    .get(&a.parent)
+                    .map(|w| (w.kind, w.attrs))
+                    .or_else(|| seen.get(&a.parent).map(|s| (s.kind, s.attrs)));
+                match parent {
+                    None => return bad("parent", format!("{} is not registered", a.parent)),
+                    Some((_, pa)) if pa.parent != 0 => {
+                        return bad("parent", format!("{} is itself a sub-wallet", a.parent))
+                    }
+                    Some((_, pa)) if pa.operator != a.operator => {
+                        return bad("parent", format!("{} is at another operator", a.parent))
+                    }
+                    Some((kind, _))
+                        if !matches!(kind, WalletKind::Personal | WalletKind::Corporate) =>
+                    {
+                        return bad("parent", "only personal and corporate wallets have sub-wallets".into())
+                    }
+                    _ => {}
+                }
+                if !matches!(r.kind, WalletKind::Personal | WalletKind::Corporate) {
+                    return bad("kind", "a sub-wallet is personal or corporate".into());
+                }
+            }
+            seen.insert(r.id, r);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn apply_wallets(&mut self, wallets: Vec<Registration>) {
         self.wallets.reserve(wallets.len());
-        for (id, kind, key) in wallets {
-            self.wallets.insert(
-                id,
+        for r in wallets {
+            let previous = self.wallets.insert(
+                r.id,
                 Wallet {
-                    kind,
-                    key,
+                    kind: r.kind,
+                    key: r.key,
                     balance_fen: 0,
+                    attrs: r.attrs,
+                    counters: Counters::default(),
                     tokens: Vec::new(),
                 },
             );
+            assert!(previous.is_none(), "wallet {} registered twice", r.id);
         }
+    }
+
+    /// Change wallets (class, freeze, unfreeze, close), all or none. Errors name the wallet:
+    /// unknown, already closed, a class outside 1-4 (or not 1 for central-bank and operator
+    /// wallets), closing with a balance.
+    pub fn update_wallets(&mut self, updates: Vec<(WalletId, WalletUpdate)>) -> Result<()> {
+        if updates.len() > REGISTER_BATCH_MAX {
+            return Err(Error::InvalidArgument(format!(
+                "{} updates in one call, at most {REGISTER_BATCH_MAX}",
+                updates.len()
+            )));
+        }
+        self.check_not_failed()?;
+        let mut closing: HashSet<WalletId> = HashSet::new();
+        for &(id, update) in &updates {
+            let w = self.wallets.get(&id).ok_or(Error::UnknownWallet(id))?;
+            let bad = |why: String| Err(Error::InvalidArgument(format!("wallet {id}: {why}")));
+            if w.attrs.status == WalletStatus::Closed || closing.contains(&id) {
+                return bad("is closed".into());
+            }
+            match update {
+                WalletUpdate::SetClass(c) if !(1..=4).contains(&c) => {
+                    return bad(format!("class {c} is not a class 1-4"))
+                }
+                WalletUpdate::SetClass(c)
+                    if c != 1 && matches!(w.kind, WalletKind::CentralBank | WalletKind::Operator) =>
+                {
+                    return bad("central-bank and operator wallets are class 1".into())
+                }
+                WalletUpdate::Close if w.balance_fen != 0 => {
+                    return bad(format!("cannot close with a balance of {} fen", w.balance_fen))
+                }
+                WalletUpdate::Close => {
+                    closing.insert(id);
+                }
+                _ => {}
+            }
+        }
+        if let Some(store) = self.store.as_mut() {
+            if let Err(e) = store.append_updates(&updates) {
+                self.failed = Some(e.to_string());
+                return Err(e);
+            }
+        }
+        self.apply_updates(&updates);
+        self.maybe_snapshot()
+    }
+
+    pub(crate) fn apply_updates(&mut self, updates: &[(WalletId, WalletUpdate)]) {
+        for &(id, update) in updates {
+            let w = self.wallets.get_mut(&id).expect("checked");
+            match update {
+                WalletUpdate::SetClass(c) => w.attrs.class = c,
+                WalletUpdate::Freeze => w.attrs.status = WalletStatus::Frozen,
+                WalletUpdate::Unfreeze => w.attrs.status = WalletStatus::Active,
+                WalletUpdate::Close => w.attrs.status = WalletStatus::Closed,
+            }
+        }
+    }
+
+    /// Install a limits table (logged; applies from the next batch on).
+    pub fn set_limits(&mut self, limits: Limits) -> Result<()> {
+        self.check_not_failed()?;
+        if limits.version.is_empty() || limits.version.len() > LIMITS_VERSION_LEN_MAX {
+            return Err(Error::InvalidArgument(format!(
+                "limits version must be 1-{LIMITS_VERSION_LEN_MAX} bytes"
+            )));
+        }
+        if let Some(store) = self.store.as_mut() {
+            if let Err(e) = store.append_limits(&limits) {
+                self.failed = Some(e.to_string());
+                return Err(e);
+            }
+        }
+        self.limits = limits;
+        self.maybe_snapshot()
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     pub(crate) fn check_not_failed(&self) -> Result<()> {
@@ -416,6 +582,7 @@ impl Ledger {
         receipt_hasher.update((batch.len() as u64).to_le_bytes());
         let mut status_counts = [0u64; Status::ALL.len()];
         let mut value_moved_fen: u128 = 0;
+        let mut swept_fen: u128 = 0;
         let issued_before = self.issued_fen;
         let redeemed_before = self.redeemed_fen;
         for (raw, item) in batch.iter().zip(checked) {
@@ -428,11 +595,16 @@ impl Ledger {
                     } else if item.status != Status::Ok {
                         item.status
                     } else {
-                        let status = self.apply(tx);
-                        if status == Status::Ok && tx.kind == Kind::Transfer {
-                            value_moved_fen += paid_to_others_fen(tx);
+                        match self.apply(tx, timestamp_ms) {
+                            Ok(swept) => {
+                                if tx.kind == Kind::Transfer {
+                                    value_moved_fen += paid_to_others_fen(tx);
+                                }
+                                swept_fen += swept as u128;
+                                Status::Ok
+                            }
+                            Err(status) => status,
                         }
-                        status
                     }
                 }
             };
@@ -451,6 +623,7 @@ impl Ledger {
             tx_count: batch.len() as u64,
             status_counts,
             value_moved_fen,
+            swept_fen,
             issued_fen: self.issued_fen - issued_before,
             redeemed_fen: self.redeemed_fen - redeemed_before,
             prev_hash: self.last_receipt_hash,
@@ -613,13 +786,14 @@ impl Ledger {
 
     /// Phase 2 for one transaction: stateful checks, then apply. Leaves state untouched unless
     /// it returns OK.
-    fn apply(&mut self, tx: &Transaction) -> Status {
+    /// Returns the value swept to operators, or the failing status.
+    fn apply(&mut self, tx: &Transaction, now_ms: u64) -> std::result::Result<u64, Status> {
         if tx
             .outputs
             .iter()
             .any(|o| !self.wallets.contains_key(&o.owner))
         {
-            return Status::UnknownWallet;
+            return Err(Status::UnknownWallet);
         }
         let mut records: Vec<TokenRecord> = Vec::with_capacity(tx.inputs.len());
         let mut any_spent = false;
@@ -627,21 +801,21 @@ impl Ledger {
             match self.tokens.get(input) {
                 Some(r) => records.push(*r),
                 None if self.spent.contains_key(input) => any_spent = true,
-                None => return Status::UnknownInput,
+                None => return Err(Status::UnknownInput),
             }
         }
         if any_spent {
-            return Status::InputSpent;
+            return Err(Status::InputSpent);
         }
         let signers: Vec<WalletId> = tx.signatures.iter().map(|s| s.signer).collect();
         let output_sum = tx.output_sum_fen().expect("checked in phase 1");
         match tx.kind {
             Kind::Issue => {
                 if signers.is_empty() {
-                    return Status::MissingSignature;
+                    return Err(Status::MissingSignature);
                 }
                 if signers.len() > 1 {
-                    return Status::UnexpectedSigner;
+                    return Err(Status::UnexpectedSigner);
                 }
                 if self.wallets[&signers[0]].kind != WalletKind::CentralBank
                     || tx
@@ -649,21 +823,21 @@ impl Ledger {
                         .iter()
                         .any(|o| self.wallets[&o.owner].kind != WalletKind::Operator)
                 {
-                    return Status::NotAuthorized;
+                    return Err(Status::NotAuthorized);
                 }
                 if self.outstanding_fen.checked_add(output_sum).is_none() {
-                    return Status::ValueOverflow;
+                    return Err(Status::ValueOverflow);
                 }
             }
             Kind::Transfer | Kind::Redeem => {
                 if records.iter().any(|r| !signers.contains(&r.owner)) {
-                    return Status::MissingSignature;
+                    return Err(Status::MissingSignature);
                 }
                 if signers
                     .iter()
                     .any(|s| !records.iter().any(|r| r.owner == *s))
                 {
-                    return Status::UnexpectedSigner;
+                    return Err(Status::UnexpectedSigner);
                 }
                 let input_sum = records
                     .iter()
@@ -675,16 +849,25 @@ impl Ledger {
                         .any(|r| self.wallets[&r.owner].kind != WalletKind::Operator)
                         || tx.outputs.iter().any(|o| !signers.contains(&o.owner))
                     {
-                        return Status::NotAuthorized;
+                        return Err(Status::NotAuthorized);
                     }
                     if output_sum >= input_sum {
-                        return Status::ValueMismatch;
+                        return Err(Status::ValueMismatch);
                     }
                 } else if output_sum != input_sum {
-                    return Status::ValueMismatch;
+                    return Err(Status::ValueMismatch);
                 }
             }
         }
+
+        let plan = match tx.kind {
+            Kind::Issue => None,
+            Kind::Transfer | Kind::Redeem => {
+                let owned: Vec<(WalletId, u64)> =
+                    records.iter().map(|r| (r.owner, r.value_fen)).collect();
+                Some(rules::check(self, tx, &owned, now_ms)?)
+            }
+        };
 
         // Apply: every check passed.
         let mut input_sum: u64 = 0;
@@ -694,12 +877,25 @@ impl Ledger {
             self.expiries
                 .push(Reverse((tx.expiry_ms, Marker::Spent(*input))));
         }
+        let mut swept_fen = 0u64;
         for (index, output) in tx.outputs.iter().enumerate() {
-            self.add_token(
-                token_id(&tx.id, index as u16),
-                output.owner,
-                output.amount_fen,
-            );
+            let (credit, swept) = match &plan {
+                Some(p) => p.credits[index],
+                None => (output.amount_fen, 0),
+            };
+            if credit > 0 {
+                self.add_token(token_id(&tx.id, index as u16), output.owner, credit);
+            }
+            if swept > 0 {
+                let operator = self.wallets[&output.owner].attrs.operator;
+                let id = token_id(&tx.id, SWEEP_INDEX_FLAG | index as u16);
+                self.add_token(id, operator, swept);
+                swept_fen += swept;
+            }
+        }
+        if let Some(p) = &plan {
+            debug_assert_eq!(p.swept_fen, swept_fen);
+            rules::record_outflows(self, p, now_ms);
         }
         match tx.kind {
             Kind::Issue => {
@@ -716,7 +912,7 @@ impl Ledger {
         self.settled.insert(tx.id, tx.expiry_ms);
         self.expiries
             .push(Reverse((tx.expiry_ms, Marker::Settled(tx.id))));
-        Status::Ok
+        Ok(swept_fen)
     }
 
     fn add_token(&mut self, id: TokenId, owner: WalletId, value_fen: u64) {
@@ -824,11 +1020,23 @@ impl Ledger {
         h.update(self.issued_fen.to_le_bytes());
         h.update(self.redeemed_fen.to_le_bytes());
         h.update(self.last_receipt_hash);
+        h.update(format!("{:?}", self.limits).as_bytes());
         for (id, w) in wallets {
             h.update(id.to_le_bytes());
             h.update([w.kind as u8, w.key.scheme() as u8]);
             h.update(w.key.to_bytes());
             h.update(w.balance_fen.to_le_bytes());
+            let a = &w.attrs;
+            h.update([a.class, a.linked_account as u8, a.status as u8]);
+            h.update(a.operator.to_le_bytes());
+            h.update(a.parent.to_le_bytes());
+            h.update(a.mcc.to_le_bytes());
+            h.update(a.region.to_le_bytes());
+            let c = &w.counters;
+            h.update(c.day.to_le_bytes());
+            h.update(c.day_out_fen.to_le_bytes());
+            h.update(c.year.to_le_bytes());
+            h.update(c.year_out_fen.to_le_bytes());
         }
         for (id, t) in tokens {
             h.update(id);

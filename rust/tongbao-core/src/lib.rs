@@ -11,6 +11,7 @@ pub mod crypto;
 pub mod error;
 pub mod format;
 pub mod ledger;
+pub mod rules;
 pub mod status;
 pub mod wal;
 
@@ -18,6 +19,7 @@ pub use builder::{build_payments, BuiltPayments, Keyring, Payment};
 pub use crypto::{PublicKey, Scheme, SigningKey};
 pub use error::{DecodeError, Error, Result};
 pub use format::{decode, Kind, Transaction};
-pub use ledger::{Ledger, LedgerConfig, Receipt, Supply, WalletKind};
+pub use ledger::{Ledger, LedgerConfig, Receipt, Registration, Supply, WalletKind, WalletUpdate};
+pub use rules::{ClassLimits, Limits, OverCap, WalletAttrs, WalletStatus};
 pub use status::Status;
 pub use wal::{audit, AuditReport, CommitPolicy, RecoveryReport, StoreOptions};

@@ -24,11 +24,17 @@ pub enum Status {
     InputSpent = 13,
     ValueMismatch = 14,
     NotAuthorized = 15,
+    WalletFrozen = 16,
+    WalletClosed = 17,
+    LimitPayment = 18,
+    LimitDaily = 19,
+    LimitAnnual = 20,
+    LimitBalance = 21,
 }
 
 impl Status {
     /// Every status, by numeric value.
-    pub const ALL: [Status; 16] = [
+    pub const ALL: [Status; 22] = [
         Status::Ok,
         Status::AlreadySettled,
         Status::Malformed,
@@ -45,6 +51,12 @@ impl Status {
         Status::InputSpent,
         Status::ValueMismatch,
         Status::NotAuthorized,
+        Status::WalletFrozen,
+        Status::WalletClosed,
+        Status::LimitPayment,
+        Status::LimitDaily,
+        Status::LimitAnnual,
+        Status::LimitBalance,
     ];
 
     pub fn from_u8(value: u8) -> Option<Status> {
@@ -69,6 +81,12 @@ impl Status {
             Status::InputSpent => "INPUT_SPENT",
             Status::ValueMismatch => "VALUE_MISMATCH",
             Status::NotAuthorized => "NOT_AUTHORIZED",
+            Status::WalletFrozen => "WALLET_FROZEN",
+            Status::WalletClosed => "WALLET_CLOSED",
+            Status::LimitPayment => "LIMIT_PAYMENT",
+            Status::LimitDaily => "LIMIT_DAILY",
+            Status::LimitAnnual => "LIMIT_ANNUAL",
+            Status::LimitBalance => "LIMIT_BALANCE",
         }
     }
 }

@@ -20,7 +20,10 @@ use sha2::{Digest, Sha256};
 use crate::crypto::{PublicKey, Scheme};
 use crate::error::{Error, Result};
 use crate::format::{frame_batch, unframe_batch, WalletId};
-use crate::ledger::{Ledger, LedgerConfig, Receipt, SigMode, TokenRecord, WalletKind};
+use crate::ledger::{
+    Ledger, LedgerConfig, Receipt, Registration, SigMode, TokenRecord, WalletKind, WalletUpdate,
+};
+use crate::rules::{ClassLimits, Counters, Limits, OverCap, WalletAttrs, WalletStatus};
 use crate::status::Status;
 
 const RECORD_MAGIC: [u8; 4] = *b"TBW1";
@@ -34,7 +37,11 @@ const RECORD_INPUT: u8 = 3;
 /// A batch's outcome: statuses and receipt hash, written after the batch settled and fsynced
 /// with the next record. Recovery and audit check replays against it when it is there.
 const RECORD_OUTCOME: u8 = 4;
-const SNAPSHOT_MAGIC: &[u8; 8] = b"TBSNAP01";
+/// A limits table installed with `set_limits`.
+const RECORD_LIMITS: u8 = 5;
+/// Wallet updates (class, freeze, unfreeze, close).
+const RECORD_UPDATES: u8 = 6;
+const SNAPSHOT_MAGIC: &[u8; 8] = b"TBSNAP02";
 
 /// When `settle` may return relative to the disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -240,18 +247,128 @@ fn valid_record_after(buf: &[u8], offset: usize) -> bool {
     false
 }
 
-fn encode_wallets(wallets: &[(WalletId, WalletKind, PublicKey)]) -> Vec<u8> {
-    let mut out = vec![RECORD_WALLETS];
-    out.extend_from_slice(&(wallets.len() as u32).to_le_bytes());
-    for (id, kind, key) in wallets {
-        out.extend_from_slice(&id.to_le_bytes());
-        out.push(*kind as u8);
-        out.push(key.scheme() as u8);
-        let bytes = key.to_bytes();
-        out.push(bytes.len() as u8);
-        out.extend_from_slice(&bytes);
+fn write_registration(w: &mut Writer, r: &Registration) {
+    w.u64(r.id);
+    w.u8(r.kind as u8);
+    w.u8(r.key.scheme() as u8);
+    let key = r.key.to_bytes();
+    w.u8(key.len() as u8);
+    w.bytes(&key);
+    write_attrs(w, &r.attrs);
+}
+
+fn write_attrs(w: &mut Writer, a: &WalletAttrs) {
+    w.u8(a.class);
+    w.u64(a.operator);
+    w.u64(a.parent);
+    w.bytes(&a.mcc.to_le_bytes());
+    w.bytes(&a.region.to_le_bytes());
+    w.u8(a.linked_account as u8);
+    w.u8(a.status as u8);
+}
+
+fn read_registration(r: &mut SnapReader<'_>) -> Result<Registration> {
+    let id = r.u64()?;
+    let kind = WalletKind::from_u8(r.u8()?).ok_or_else(|| r.bad("wallet kind"))?;
+    let scheme = Scheme::from_u8(r.u8()?).ok_or_else(|| r.bad("wallet scheme"))?;
+    let key_len = r.u8()? as usize;
+    let key = PublicKey::parse(scheme, r.take(key_len)?).map_err(|_| r.bad("wallet key"))?;
+    let attrs = read_attrs(r)?;
+    Ok(Registration { id, kind, key, attrs })
+}
+
+fn read_attrs(r: &mut SnapReader<'_>) -> Result<WalletAttrs> {
+    let class = r.u8()?;
+    let operator = r.u64()?;
+    let parent = r.u64()?;
+    let mcc = u16::from_le_bytes(r.take(2)?.try_into().expect("2"));
+    let region = u32::from_le_bytes(r.take(4)?.try_into().expect("4"));
+    let linked_account = match r.u8()? {
+        0 => false,
+        1 => true,
+        _ => return Err(r.bad("linked_account flag")),
+    };
+    let status = WalletStatus::from_u8(r.u8()?).ok_or_else(|| r.bad("wallet status"))?;
+    Ok(WalletAttrs { class, operator, parent, mcc, region, linked_account, status })
+}
+
+fn write_limits(w: &mut Writer, l: &Limits) {
+    w.u8(l.version.len() as u8);
+    w.bytes(l.version.as_bytes());
+    w.u8(l.over_balance_cap as u8);
+    for c in l.classes.iter().chain(std::iter::once(&l.sub_wallet)) {
+        for cap in [c.balance_cap_fen, c.payment_cap_fen, c.daily_cap_fen, c.annual_cap_fen] {
+            w.u8(cap.is_some() as u8);
+            w.u64(cap.unwrap_or(0));
+        }
     }
-    out
+}
+
+fn read_limits(r: &mut SnapReader<'_>) -> Result<Limits> {
+    let n = r.u8()? as usize;
+    let version = String::from_utf8(r.take(n)?.to_vec()).map_err(|_| r.bad("limits version"))?;
+    let over_balance_cap = match r.u8()? {
+        1 => OverCap::Sweep,
+        2 => OverCap::Reject,
+        _ => return Err(r.bad("over_balance_cap")),
+    };
+    let mut tables = [ClassLimits::default(); 5];
+    for table in tables.iter_mut() {
+        let mut caps = [None; 4];
+        for cap in caps.iter_mut() {
+            let present = r.u8()?;
+            let value = r.u64()?;
+            *cap = match present {
+                0 => None,
+                1 => Some(value),
+                _ => return Err(r.bad("cap flag")),
+            };
+        }
+        *table = ClassLimits {
+            balance_cap_fen: caps[0],
+            payment_cap_fen: caps[1],
+            daily_cap_fen: caps[2],
+            annual_cap_fen: caps[3],
+        };
+    }
+    Ok(Limits {
+        version,
+        over_balance_cap,
+        classes: [tables[0], tables[1], tables[2], tables[3]],
+        sub_wallet: tables[4],
+    })
+}
+
+fn encode_wallets(wallets: &[Registration]) -> Vec<u8> {
+    let mut w = Writer(vec![RECORD_WALLETS]);
+    w.bytes(&(wallets.len() as u32).to_le_bytes());
+    for r in wallets {
+        write_registration(&mut w, r);
+    }
+    w.0
+}
+
+fn encode_limits(limits: &Limits) -> Vec<u8> {
+    let mut w = Writer(vec![RECORD_LIMITS]);
+    write_limits(&mut w, limits);
+    w.0
+}
+
+fn encode_updates(updates: &[(WalletId, WalletUpdate)]) -> Vec<u8> {
+    let mut w = Writer(vec![RECORD_UPDATES]);
+    w.bytes(&(updates.len() as u32).to_le_bytes());
+    for &(id, update) in updates {
+        w.u64(id);
+        let (action, class) = match update {
+            WalletUpdate::SetClass(c) => (1, c),
+            WalletUpdate::Freeze => (2, 0),
+            WalletUpdate::Unfreeze => (3, 0),
+            WalletUpdate::Close => (4, 0),
+        };
+        w.u8(action);
+        w.u8(class);
+    }
+    w.0
 }
 
 fn encode_input<T: AsRef<[u8]>>(seq: u64, timestamp_ms: u64, batch: &[T]) -> Vec<u8> {
@@ -276,7 +393,9 @@ fn encode_outcome(receipt: &Receipt, statuses: &[Status]) -> Vec<u8> {
 
 /// A decoded log record.
 pub enum Record<'a> {
-    Wallets(Vec<(WalletId, WalletKind, PublicKey)>),
+    Wallets(Vec<Registration>),
+    Limits(Limits),
+    Updates(Vec<(WalletId, WalletUpdate)>),
     Input {
         seq: u64,
         timestamp_ms: u64,
@@ -300,35 +419,41 @@ fn decode_payload<'a>(payload: &'a [u8], path: &Path, offset: usize) -> Result<R
     let bad = |what: &str| corrupt(path, offset, what);
     let (&kind, body) = payload.split_first().ok_or_else(|| bad("empty payload"))?;
     match kind {
-        RECORD_WALLETS => {
-            let mut pos = 4;
-            let n = u32::from_le_bytes(
-                body.get(..4)
-                    .ok_or_else(|| bad("short"))?
-                    .try_into()
-                    .expect("4"),
-            );
-            let mut wallets = Vec::with_capacity(n as usize);
-            for _ in 0..n {
-                let head = body
-                    .get(pos..pos + 11)
-                    .ok_or_else(|| bad("short wallet entry"))?;
-                let id = u64::from_le_bytes(head[..8].try_into().expect("8"));
-                let kind = WalletKind::from_u8(head[8]).ok_or_else(|| bad("wallet kind"))?;
-                let scheme = Scheme::from_u8(head[9]).ok_or_else(|| bad("wallet scheme"))?;
-                let key_len = head[10] as usize;
-                pos += 11;
-                let key_bytes = body
-                    .get(pos..pos + key_len)
-                    .ok_or_else(|| bad("short key"))?;
-                pos += key_len;
-                let key = PublicKey::parse(scheme, key_bytes).map_err(|_| bad("bad key"))?;
-                wallets.push((id, kind, key));
+        RECORD_WALLETS | RECORD_LIMITS | RECORD_UPDATES => {
+            let mut r = SnapReader { buf: body, pos: 0, path, what: "log record payload" };
+            let record = match kind {
+                RECORD_WALLETS => {
+                    let n = u32::from_le_bytes(r.take(4)?.try_into().expect("4"));
+                    let mut wallets = Vec::with_capacity((n as usize).min(body.len() / 8));
+                    for _ in 0..n {
+                        wallets.push(read_registration(&mut r)?);
+                    }
+                    Record::Wallets(wallets)
+                }
+                RECORD_LIMITS => Record::Limits(read_limits(&mut r)?),
+                _ => {
+                    let n = u32::from_le_bytes(r.take(4)?.try_into().expect("4"));
+                    let mut updates = Vec::with_capacity((n as usize).min(body.len() / 10));
+                    for _ in 0..n {
+                        let id = r.u64()?;
+                        let action = r.u8()?;
+                        let class = r.u8()?;
+                        let update = match action {
+                            1 => WalletUpdate::SetClass(class),
+                            2 => WalletUpdate::Freeze,
+                            3 => WalletUpdate::Unfreeze,
+                            4 => WalletUpdate::Close,
+                            _ => return Err(bad("wallet update action")),
+                        };
+                        updates.push((id, update));
+                    }
+                    Record::Updates(updates)
+                }
+            };
+            if r.pos != body.len() {
+                return Err(bad("trailing bytes in record"));
             }
-            if pos != body.len() {
-                return Err(bad("trailing bytes in wallets record"));
-            }
-            Ok(Record::Wallets(wallets))
+            Ok(record)
         }
         RECORD_INPUT => {
             if body.len() < 16 {
@@ -413,11 +538,16 @@ impl Store {
         Ok(())
     }
 
-    pub(crate) fn append_wallets(
-        &mut self,
-        wallets: &[(WalletId, WalletKind, PublicKey)],
-    ) -> Result<()> {
+    pub(crate) fn append_wallets(&mut self, wallets: &[Registration]) -> Result<()> {
         self.append(&encode_wallets(wallets), true)
+    }
+
+    pub(crate) fn append_limits(&mut self, limits: &Limits) -> Result<()> {
+        self.append(&encode_limits(limits), true)
+    }
+
+    pub(crate) fn append_updates(&mut self, updates: &[(WalletId, WalletUpdate)]) -> Result<()> {
+        self.append(&encode_updates(updates), true)
     }
 
     /// Append a batch's input and (policy `Fsync`) fsync it. Runs on its own thread while the
@@ -489,6 +619,7 @@ struct SnapReader<'a> {
     buf: &'a [u8],
     pos: usize,
     path: &'a Path,
+    what: &'static str,
 }
 
 impl<'a> SnapReader<'a> {
@@ -499,8 +630,9 @@ impl<'a> SnapReader<'a> {
             .filter(|&e| e <= self.buf.len())
             .ok_or_else(|| {
                 Error::Corrupt(format!(
-                    "{}: snapshot truncated at offset {}",
+                    "{}: {} truncated at offset {}",
                     self.path.display(),
+                    self.what,
                     self.pos
                 ))
             })?;
@@ -522,8 +654,9 @@ impl<'a> SnapReader<'a> {
     }
     fn bad(&self, what: &str) -> Error {
         Error::Corrupt(format!(
-            "{}: snapshot offset {}: {what}",
+            "{}: {} offset {}: {what}",
             self.path.display(),
+            self.what,
             self.pos
         ))
     }
@@ -539,17 +672,26 @@ fn encode_snapshot(ledger: &Ledger, lsn: u64) -> Vec<u8> {
     w.u128(ledger.issued_fen);
     w.u128(ledger.redeemed_fen);
     w.u64(ledger.outstanding_fen);
+    write_limits(&mut w, &ledger.limits);
     let mut ids: Vec<&WalletId> = ledger.wallets.keys().collect();
     ids.sort_unstable();
     w.u64(ids.len() as u64);
     for id in ids {
         let wallet = &ledger.wallets[id];
-        w.u64(*id);
-        w.u8(wallet.kind as u8);
-        w.u8(wallet.key.scheme() as u8);
-        let key = wallet.key.to_bytes();
-        w.u8(key.len() as u8);
-        w.bytes(&key);
+        write_registration(
+            &mut w,
+            &Registration {
+                id: *id,
+                kind: wallet.kind,
+                key: wallet.key.clone(),
+                attrs: wallet.attrs,
+            },
+        );
+        let c = &wallet.counters;
+        w.bytes(&c.day.to_le_bytes());
+        w.u64(c.day_out_fen);
+        w.bytes(&c.year.to_le_bytes());
+        w.u64(c.year_out_fen);
         w.u64(wallet.tokens.len() as u64);
         for token in &wallet.tokens {
             w.bytes(token);
@@ -594,6 +736,7 @@ fn load_snapshot(ledger: &mut Ledger, path: &Path) -> Result<u64> {
         buf: body,
         pos: 8,
         path,
+        what: "snapshot",
     };
     let lsn = r.u64()?;
     ledger.batch_seq = r.u64()?;
@@ -602,14 +745,22 @@ fn load_snapshot(ledger: &mut Ledger, path: &Path) -> Result<u64> {
     ledger.issued_fen = r.u128()?;
     ledger.redeemed_fen = r.u128()?;
     ledger.outstanding_fen = r.u64()?;
+    ledger.limits = read_limits(&mut r)?;
     let n_wallets = r.u64()?;
     for _ in 0..n_wallets {
-        let id = r.u64()?;
-        let kind = WalletKind::from_u8(r.u8()?).ok_or_else(|| r.bad("wallet kind"))?;
-        let scheme = Scheme::from_u8(r.u8()?).ok_or_else(|| r.bad("scheme"))?;
-        let key_len = r.u8()? as usize;
-        let key = PublicKey::parse(scheme, r.take(key_len)?).map_err(|_| r.bad("key"))?;
-        ledger.apply_wallets(vec![(id, kind, key)]);
+        let registration = read_registration(&mut r)?;
+        let id = registration.id;
+        if ledger.wallets.contains_key(&id) {
+            return Err(r.bad("wallet listed twice"));
+        }
+        ledger.apply_wallets(vec![registration]);
+        let counters = Counters {
+            day: u32::from_le_bytes(r.take(4)?.try_into().expect("4")),
+            day_out_fen: r.u64()?,
+            year: i32::from_le_bytes(r.take(4)?.try_into().expect("4")),
+            year_out_fen: r.u64()?,
+        };
+        ledger.wallets.get_mut(&id).expect("just added").counters = counters;
         let n_tokens = r.u64()?;
         let mut balance: u64 = 0;
         let mut tokens = Vec::with_capacity(n_tokens.min(1 << 24) as usize);
@@ -823,10 +974,24 @@ fn scan_segment(
                             replay(ledger, p, None, report)?;
                         }
                         match other {
+                            Record::Limits(limits) => ledger.limits = limits,
+                            Record::Updates(updates) => {
+                                if let Some((id, _)) =
+                                    updates.iter().find(|(id, _)| !ledger.wallets.contains_key(id))
+                                {
+                                    return Err(corrupt(
+                                        path,
+                                        offset,
+                                        &format!("update of unknown wallet {id}"),
+                                    ));
+                                }
+                                ledger.apply_updates(&updates);
+                            }
                             Record::Wallets(wallets) => {
-                                if let Some((id, _, _)) = wallets
+                                if let Some(id) = wallets
                                     .iter()
-                                    .find(|(id, _, _)| ledger.wallets.contains_key(id))
+                                    .map(|r| r.id)
+                                    .find(|id| ledger.wallets.contains_key(id))
                                 {
                                     return Err(corrupt(
                                         path,
@@ -1166,7 +1331,16 @@ mod tests {
             .iter()
             .zip(kinds)
             .zip(publics)
-            .map(|((id, kind), pk)| (*id, kind, PublicKey::parse(Scheme::Ed25519, &pk).unwrap()))
+            .map(|((id, kind), pk)| Registration {
+                id: *id,
+                kind,
+                key: PublicKey::parse(Scheme::Ed25519, &pk).unwrap(),
+                attrs: WalletAttrs {
+                    operator: if *id >= 100 { OP } else { 0 },
+                    linked_account: *id == 102,
+                    ..WalletAttrs::default()
+                },
+            })
             .collect();
         ledger.register_wallets(wallets).unwrap();
         let body = encode_body(
@@ -1306,6 +1480,64 @@ mod tests {
         );
         assert!(audit(&dir, 1).is_err());
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn class4_limits() -> Limits {
+        let class4 = ClassLimits {
+            balance_cap_fen: Some(500_000),
+            payment_cap_fen: Some(200_000),
+            daily_cap_fen: Some(500_000),
+            annual_cap_fen: Some(5_000_000),
+        };
+        Limits {
+            version: "test-1".into(),
+            over_balance_cap: OverCap::Sweep,
+            classes: [ClassLimits::default(), class4, class4, class4],
+            sub_wallet: ClassLimits::default(),
+        }
+    }
+
+    #[test]
+    fn limits_updates_and_counters_survive_reopen_and_snapshots() {
+        for snapshot_every in [0, 3] {
+            let dir = temp_dir(&format!("rules-{snapshot_every}"));
+            let mut keys = Keyring::new();
+            let digest = {
+                let (mut ledger, _) =
+                    Ledger::open(&dir, LedgerConfig::default(), options(snapshot_every)).unwrap();
+                setup(&mut ledger, &mut keys);
+                ledger.set_limits(class4_limits()).unwrap();
+                ledger
+                    .update_wallets(vec![(100, WalletUpdate::SetClass(4)), (102, WalletUpdate::SetClass(4))])
+                    .unwrap();
+                pay_round(&mut ledger, &keys, 2_000);
+                // 102 (class 4, linked) receives over its cap: the excess is swept to OP.
+                let built = build_payments(
+                    &ledger,
+                    &keys,
+                    &[Payment { payer: OP, payee: 102, amount_fen: 900_000 }],
+                    3_000,
+                    60_000,
+                    b"",
+                    false,
+                )
+                .unwrap();
+                let (statuses, receipt) = ledger.settle(&built.transactions, 3_000).unwrap();
+                assert_eq!(statuses, vec![Status::Ok]);
+                assert_eq!(receipt.swept_fen, 900_000 + 3_000 - 500_000);
+                assert_eq!(ledger.wallet(102).unwrap().balance_fen, 500_000);
+                ledger.update_wallets(vec![(101, WalletUpdate::Freeze)]).unwrap();
+                ledger.check_invariants().unwrap();
+                ledger.state_digest()
+            };
+            let (ledger, _) = Ledger::open(&dir, LedgerConfig::default(), options(snapshot_every)).unwrap();
+            assert_eq!(ledger.state_digest(), digest, "snapshot_every={snapshot_every}");
+            assert_eq!(ledger.limits().version, "test-1");
+            assert_eq!(ledger.wallet(101).unwrap().attrs.status, WalletStatus::Frozen);
+            assert!(ledger.wallet(100).unwrap().counters.day_out_fen == 0);
+            assert_eq!(audit(&dir, 1).unwrap().outstanding_fen, 1_000_000);
+            fs::remove_dir_all(&dir).unwrap();
+        }
     }
 
     #[test]

@@ -156,6 +156,7 @@ fn receipt_dict<'py>(py: Python<'py>, r: &core::Receipt) -> PyResult<Bound<'py, 
     }
     d.set_item("status_counts", counts)?;
     d.set_item("value_moved_fen", r.value_moved_fen)?;
+    d.set_item("swept_fen", r.swept_fen)?;
     d.set_item("issued_fen", r.issued_fen)?;
     d.set_item("redeemed_fen", r.redeemed_fen)?;
     d.set_item("prev_hash", PyBytes::new(py, &r.prev_hash))?;
@@ -297,6 +298,9 @@ impl PyLedger {
         PyBytes::new(py, &self.inner.last_receipt_hash())
     }
 
+    /// Register wallets all or none. `attrs` holds one tuple per wallet:
+    /// (class, operator, parent, mcc, region, linked_account).
+    #[pyo3(signature = (wallet_ids, kinds, schemes, public_keys, attrs = None))]
     fn register_wallets(
         &mut self,
         py: Python<'_>,
@@ -304,6 +308,7 @@ impl PyLedger {
         kinds: Vec<u8>,
         schemes: Vec<u8>,
         public_keys: Vec<Vec<u8>>,
+        attrs: Option<Vec<(u8, u64, u64, u16, u32, bool)>>,
     ) -> PyResult<()> {
         let n = wallet_ids.len();
         if kinds.len() != n || schemes.len() != n || public_keys.len() != n {
@@ -313,6 +318,11 @@ impl PyLedger {
                 schemes.len(),
                 public_keys.len()
             )));
+        }
+        if let Some(a) = &attrs {
+            if a.len() != n {
+                return Err(invalid(format!("{n} wallets but {} attribute tuples", a.len())));
+            }
         }
         let mut parsed_kinds = Vec::with_capacity(n);
         let mut parsed_schemes = Vec::with_capacity(n);
@@ -327,12 +337,109 @@ impl PyLedger {
             let key = key.map_err(|e| {
                 errors::InvalidKey::new_err(format!("wallet {}: {}", wallet_ids[i], e))
             })?;
-            wallets.push((wallet_ids[i], parsed_kinds[i], key));
+            let attrs = match &attrs {
+                Some(a) => {
+                    let (class, operator, parent, mcc, region, linked_account) = a[i];
+                    core::WalletAttrs {
+                        class,
+                        operator,
+                        parent,
+                        mcc,
+                        region,
+                        linked_account,
+                        status: core::WalletStatus::Active,
+                    }
+                }
+                None => core::WalletAttrs::default(),
+            };
+            wallets.push(core::Registration {
+                id: wallet_ids[i],
+                kind: parsed_kinds[i],
+                key,
+                attrs,
+            });
         }
         self.inner
             .register_wallets(wallets)
             .map_err(CoreError::from)?;
         Ok(())
+    }
+
+    /// Update wallets all or none: actions 1 set class, 2 freeze, 3 unfreeze, 4 close;
+    /// `classes[i]` is used by action 1.
+    fn update_wallets(
+        &mut self,
+        wallet_ids: Vec<u64>,
+        actions: Vec<u8>,
+        classes: Vec<u8>,
+    ) -> PyResult<()> {
+        if actions.len() != wallet_ids.len() || classes.len() != wallet_ids.len() {
+            return Err(invalid("wallet_ids, actions and classes differ in length".into()));
+        }
+        let mut updates = Vec::with_capacity(wallet_ids.len());
+        for i in 0..wallet_ids.len() {
+            let update = match actions[i] {
+                1 => core::WalletUpdate::SetClass(classes[i]),
+                2 => core::WalletUpdate::Freeze,
+                3 => core::WalletUpdate::Unfreeze,
+                4 => core::WalletUpdate::Close,
+                other => {
+                    return Err(invalid(format!(
+                        "unknown wallet update {other} (1 set class, 2 freeze, 3 unfreeze, 4 close)"
+                    )))
+                }
+            };
+            updates.push((wallet_ids[i], update));
+        }
+        self.inner
+            .update_wallets(updates)
+            .map_err(CoreError::from)?;
+        Ok(())
+    }
+
+    /// Install limits: `table` has 5 rows (classes 1-4, then sub-wallets) of
+    /// (balance, payment, daily, annual) caps in fen, None for no cap; `over_balance_cap`
+    /// 1 sweep, 2 reject.
+    #[allow(clippy::type_complexity)]
+    fn set_limits(
+        &mut self,
+        version: String,
+        over_balance_cap: u8,
+        table: Vec<(Option<u64>, Option<u64>, Option<u64>, Option<u64>)>,
+    ) -> PyResult<()> {
+        if table.len() != 5 {
+            return Err(invalid(format!(
+                "the limits table has 5 rows (classes 1-4, sub-wallets), got {}",
+                table.len()
+            )));
+        }
+        let over_balance_cap = match over_balance_cap {
+            1 => core::OverCap::Sweep,
+            2 => core::OverCap::Reject,
+            other => return Err(invalid(format!("over_balance_cap {other}: 1 sweep, 2 reject"))),
+        };
+        let rows: Vec<core::ClassLimits> = table
+            .into_iter()
+            .map(|(b, p, d, a)| core::ClassLimits {
+                balance_cap_fen: b,
+                payment_cap_fen: p,
+                daily_cap_fen: d,
+                annual_cap_fen: a,
+            })
+            .collect();
+        let limits = core::Limits {
+            version,
+            over_balance_cap,
+            classes: [rows[0], rows[1], rows[2], rows[3]],
+            sub_wallet: rows[4],
+        };
+        self.inner.set_limits(limits).map_err(CoreError::from)?;
+        Ok(())
+    }
+
+    #[getter]
+    fn limits_version(&self) -> String {
+        self.inner.limits().version.clone()
     }
 
     /// Returns `(statuses, receipt)`: statuses as bytes (one u8 per transaction).
@@ -377,20 +484,31 @@ impl PyLedger {
     }
 
     /// `(kind, scheme, public_key, balance_fen, token_count)` or None.
-    fn wallet_info<'py>(
-        &self,
-        py: Python<'py>,
-        wallet_id: u64,
-    ) -> Option<(u8, u8, Bound<'py, PyBytes>, u64, usize)> {
-        self.inner.wallet(wallet_id).map(|w| {
-            (
-                w.kind as u8,
-                w.key.scheme() as u8,
-                PyBytes::new(py, &w.key.to_bytes()),
-                w.balance_fen,
-                w.token_ids().len(),
-            )
-        })
+    /// The wallet as a dict, or None if unknown.
+    fn wallet_info<'py>(&self, py: Python<'py>, wallet_id: u64) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let Some(w) = self.inner.wallet(wallet_id) else {
+            return Ok(None);
+        };
+        let d = PyDict::new(py);
+        d.set_item("kind", w.kind as u8)?;
+        d.set_item("scheme", w.key.scheme() as u8)?;
+        d.set_item("public_key", PyBytes::new(py, &w.key.to_bytes()))?;
+        d.set_item("balance_fen", w.balance_fen)?;
+        d.set_item("token_count", w.token_ids().len())?;
+        let a = &w.attrs;
+        d.set_item("wallet_class", a.class)?;
+        d.set_item("operator", a.operator)?;
+        d.set_item("parent", a.parent)?;
+        d.set_item("mcc", a.mcc)?;
+        d.set_item("region", a.region)?;
+        d.set_item("linked_account", a.linked_account)?;
+        d.set_item("status", a.status as u8)?;
+        let c = &w.counters;
+        d.set_item("day", c.day)?;
+        d.set_item("day_out_fen", c.day_out_fen)?;
+        d.set_item("year", c.year)?;
+        d.set_item("year_out_fen", c.year_out_fen)?;
+        Ok(Some(d))
     }
 
     fn unspent<'py>(
