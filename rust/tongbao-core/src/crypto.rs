@@ -1,5 +1,9 @@
 //! Signature schemes: Ed25519 (strict encodings, cofactored batch verification) and SM2 with SM3
-//! (GB/T 32918, Z_A cached per registered key). See `docs/decisions/0002-ed25519-verification.md`.
+//! (GB/T 32918, Z_A cached per registered key). See `docs/decisions/0002-ed25519-verification.md`
+//! and, for SM2 verification, `docs/decisions/0003-fast-sm2.md` ([`sm2fast`]).
+
+#[path = "sm2fast.rs"]
+pub mod sm2fast;
 
 use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
 use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
@@ -9,6 +13,7 @@ use sha2::{Digest, Sha256, Sha512};
 use sm2::elliptic_curve::sec1::ToEncodedPoint;
 
 use crate::error::{Error, Result};
+pub use sm2fast::{sm2_verify_reference, Sm2PublicKey};
 
 /// The distinguishing identifier hashed into SM2's Z_A when none is agreed otherwise
 /// (GM/T 0009's default, also OpenSSL's `distid:1234567812345678`).
@@ -38,7 +43,8 @@ pub enum PublicKey {
         compressed: [u8; 32],
         point: EdwardsPoint,
     },
-    Sm2(Box<sm2::dsa::VerifyingKey>),
+    /// Verified by [`sm2fast`] (the `sm2` crate's path stays as `Sm2PublicKey::verify_reference`).
+    Sm2(Box<Sm2PublicKey>),
 }
 
 impl PublicKey {
@@ -69,7 +75,7 @@ impl PublicKey {
                 Ok(PublicKey::Ed25519 { compressed, point })
             }
             Scheme::Sm2 => {
-                let key = sm2::dsa::VerifyingKey::from_sec1_bytes(SM2_DEFAULT_DISTID, bytes).map_err(|_| {
+                let key = Sm2PublicKey::from_sec1_bytes(SM2_DEFAULT_DISTID, bytes).ok_or_else(|| {
                     Error::InvalidKey(format!(
                         "an SM2 public key is a SEC1 point on sm2p256v1 (65 bytes uncompressed or 33 compressed), got {} bytes that are not one",
                         bytes.len()
@@ -91,7 +97,7 @@ impl PublicKey {
     pub fn to_bytes(&self) -> Vec<u8> {
         match self {
             PublicKey::Ed25519 { compressed, .. } => compressed.to_vec(),
-            PublicKey::Sm2(key) => key.as_affine().to_encoded_point(false).as_bytes().to_vec(),
+            PublicKey::Sm2(key) => key.to_sec1_bytes().to_vec(),
         }
     }
 
@@ -101,16 +107,8 @@ impl PublicKey {
             PublicKey::Ed25519 { compressed, point } => {
                 ed25519_verify_one(compressed, point, message, signature)
             }
-            PublicKey::Sm2(key) => sm2_verify(key, message, signature),
+            PublicKey::Sm2(key) => key.verify(message, signature),
         }
-    }
-}
-
-fn sm2_verify(key: &sm2::dsa::VerifyingKey, message: &[u8], signature: &[u8; 64]) -> bool {
-    use sm2::dsa::signature::Verifier;
-    match sm2::dsa::Signature::from_slice(signature) {
-        Ok(sig) => key.verify(message, &sig).is_ok(),
-        Err(_) => false,
     }
 }
 
@@ -171,10 +169,11 @@ fn ed25519_verify_one(
     check.mul_by_cofactor().is_identity()
 }
 
-/// One signature to check: the key, the 32-byte message (a tx id) and the signature.
+/// One signature to check: the key, the message (the ledger passes a 32-byte tx id) and the
+/// signature.
 pub struct VerifyItem<'a> {
     pub key: &'a PublicKey,
-    pub message: &'a [u8; 32],
+    pub message: &'a [u8],
     pub signature: &'a [u8; 64],
 }
 
@@ -197,7 +196,7 @@ pub fn verify_many(items: &[VerifyItem<'_>]) -> Vec<bool> {
                     ed_prepared.push(p);
                 }
             }
-            PublicKey::Sm2(key) => ok[i] = sm2_verify(key, item.message, item.signature),
+            PublicKey::Sm2(key) => ok[i] = key.verify(item.message, item.signature),
         }
     }
     let idx: Vec<usize> = (0..ed_index.len()).collect();
@@ -255,6 +254,7 @@ fn ed25519_batch_equation(
         if let PublicKey::Ed25519 { compressed, .. } = item.key {
             transcript.update(compressed);
         }
+        transcript.update((item.message.len() as u64).to_le_bytes());
         transcript.update(item.message);
     }
     let seed = transcript.finalize();
