@@ -6,6 +6,11 @@ The model shares no logic with the Rust core: it decodes the v1 binary format it
 for want of an independent SM2 library. Settlement walks the transactions one at a time and
 applies the checks in the documented order; phase 1 / phase 2 is an optimisation of the core
 that must not change any outcome, so the model has no phases.
+
+The wallet rules of ``docs/wallet-rules.md`` (frozen and closed wallets, per-payment, daily and
+annual caps, balance caps and sweeps) follow the checks of transfers and redeems, in the
+documented order; calendar days and years come from :mod:`zoneinfo` (Asia/Shanghai), not from
+the core's day arithmetic.
 """
 
 from __future__ import annotations
@@ -14,10 +19,14 @@ import hashlib
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from enum import IntEnum
+from zoneinfo import ZoneInfo
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 # -- constants, written out from the docs and format.rs (not imported from tongbao) -------------
 
@@ -71,6 +80,24 @@ class S(IntEnum):
     INPUT_SPENT = 13
     VALUE_MISMATCH = 14
     NOT_AUTHORIZED = 15
+    # docs/wallet-rules.md
+    WALLET_FROZEN = 16
+    WALLET_CLOSED = 17
+    LIMIT_PAYMENT = 18
+    LIMIT_DAILY = 19
+    LIMIT_ANNUAL = 20
+    LIMIT_BALANCE = 21
+
+
+RULE_STATUSES = frozenset(range(S.WALLET_FROZEN, S.LIMIT_BALANCE + 1))
+
+# Wallet statuses, over-cap policies and wallet updates (docs/wallet-rules.md).
+ACTIVE, FROZEN, CLOSED = 0, 1, 2
+SWEEP, REJECT = 1, 2
+SET_CLASS, FREEZE, UNFREEZE, CLOSE = 1, 2, 3, 4
+SWEEP_INDEX_FLAG = 0x8000
+LIMITS_VERSION_LEN_MAX = 64
+NO_CAPS: tuple[int | None, ...] = (None, None, None, None)  # balance, payment, daily, annual
 
 
 # -- decoding ------------------------------------------------------------------------------------
@@ -225,6 +252,13 @@ class Wallet:
     kind: int
     scheme: int
     public_key: bytes
+    wallet_class: int = 1
+    operator: int = 0
+    parent: int = 0
+    mcc: int = 0
+    region: int = 0
+    linked_account: bool = False
+    status: int = 0  # 0 active, 1 frozen, 2 closed
     _ed_key: Ed25519PublicKey | None = None
 
     def verify(self, message: bytes, signature: bytes) -> bool:
@@ -249,11 +283,33 @@ class BatchRejected(Exception):
     """The model's whole-batch error (timestamp going backwards)."""
 
 
+class ModelError(Exception):
+    """A refused registration, wallet update or limits table (the core raises; nothing changes)."""
+
+
+def shanghai_day_year(now_ms: int) -> tuple[int, int]:
+    """(calendar day number since 1970-01-01, year) of ``now_ms`` in Asia/Shanghai, by zoneinfo."""
+    local = datetime.fromtimestamp(now_ms // 1000, tz=SHANGHAI).date()
+    return (local - date(1970, 1, 1)).days, local.year
+
+
+@dataclass
+class Plan:
+    """What the wallet rules decided for one transfer or redeem."""
+
+    # wallet -> outflow counted against its daily/annual caps (payers and their parents)
+    counted: dict[int, int]
+    # per output: (credited to its owner, swept to the owner's operator)
+    credits: list[tuple[int, int]]
+    swept_fen: int
+
+
 @dataclass
 class BatchTotals:
     issued_fen: int = 0
     redeemed_fen: int = 0
     value_moved_fen: int = 0
+    swept_fen: int = 0
 
 
 @dataclass
@@ -268,12 +324,121 @@ class Model:
     outstanding_fen: int = 0
     last_timestamp_ms: int = 0
     last_totals: BatchTotals = field(default_factory=BatchTotals)
+    # wallet -> (Shanghai day, outflow that day, year, outflow that year)
+    counters: dict[int, tuple[int, int, int, int]] = field(default_factory=dict)
+    # Limits in force: version, over-cap policy (1 sweep, 2 reject), and 5 rows (classes 1-4,
+    # sub-wallets) of (balance, payment, daily, annual) caps, None for no cap.
+    limits_version: str = "none"
+    over_balance_cap: int = 2
+    limits_rows: tuple[tuple[int | None, ...], ...] = ((None, None, None, None),) * 5
 
     # -- wallets ---------------------------------------------------------------------------
 
-    def register(self, wallet_id: int, kind: int, scheme: int, public_key: bytes) -> None:
-        assert wallet_id not in self.wallets
-        self.wallets[wallet_id] = Wallet(kind, scheme, bytes(public_key))
+    def register(
+        self,
+        wallet_id: int,
+        kind: int,
+        scheme: int,
+        public_key: bytes,
+        *,
+        wallet_class: int = 1,
+        operator: int = 0,
+        parent: int = 0,
+        mcc: int = 0,
+        region: int = 0,
+        linked_account: bool = False,
+    ) -> None:
+        """Register one wallet with its attributes, validated as docs/wallet-rules.md and
+        ``Ledger.register_wallets`` say; raises :class:`ModelError` and changes nothing."""
+        if wallet_id in self.wallets:
+            raise ModelError(f"wallet {wallet_id}: duplicate")
+        if wallet_class not in (1, 2, 3, 4):
+            raise ModelError(f"wallet {wallet_id}: class {wallet_class}")
+        if kind in (CENTRAL_BANK, OPERATOR) and wallet_class != 1:
+            raise ModelError(f"wallet {wallet_id}: central bank and operators are class 1")
+        if operator and operator != wallet_id and self._kind(operator) != OPERATOR:
+            raise ModelError(f"wallet {wallet_id}: operator {operator} is not an operator")
+        if operator == wallet_id and kind != OPERATOR:
+            raise ModelError(f"wallet {wallet_id}: is not an operator")
+        if parent:
+            p = self.wallets.get(parent)
+            if p is None or p.parent or p.operator != operator:
+                raise ModelError(f"wallet {wallet_id}: bad parent {parent}")
+            if p.kind not in (PERSONAL, CORPORATE) or kind not in (PERSONAL, CORPORATE):
+                raise ModelError(f"wallet {wallet_id}: sub-wallets are personal or corporate")
+        self.wallets[wallet_id] = Wallet(
+            kind,
+            scheme,
+            bytes(public_key),
+            wallet_class=wallet_class,
+            operator=operator,
+            parent=parent,
+            mcc=mcc,
+            region=region,
+            linked_account=bool(linked_account),
+        )
+
+    def _kind(self, wallet_id: int) -> int | None:
+        w = self.wallets.get(wallet_id)
+        return None if w is None else w.kind
+
+    def update(self, updates: Sequence[tuple[int, int, int]]) -> None:
+        """Apply ``(wallet, action, class)`` updates (SET_CLASS, FREEZE, UNFREEZE, CLOSE), all or
+        none: unknown and closed wallets (closed earlier in the same call included), classes
+        outside 1-4, a class other than 1 for central-bank and operator wallets, and closing
+        with a balance are refused with :class:`ModelError`."""
+        closing: set[int] = set()
+        for wid, action, wallet_class in updates:
+            w = self.wallets.get(wid)
+            if w is None:
+                raise ModelError(f"wallet {wid}: unknown")
+            if w.status == CLOSED or wid in closing:
+                raise ModelError(f"wallet {wid}: closed")
+            if action == SET_CLASS:
+                if wallet_class not in (1, 2, 3, 4):
+                    raise ModelError(f"wallet {wid}: class {wallet_class}")
+                if wallet_class != 1 and w.kind in (CENTRAL_BANK, OPERATOR):
+                    raise ModelError(f"wallet {wid}: central bank and operators are class 1")
+            elif action == CLOSE:
+                if self.balance(wid):
+                    raise ModelError(f"wallet {wid}: closing with a balance")
+                closing.add(wid)
+            elif action not in (FREEZE, UNFREEZE):
+                raise ModelError(f"unknown action {action}")
+        for wid, action, wallet_class in updates:
+            w = self.wallets[wid]
+            if action == SET_CLASS:
+                w.wallet_class = wallet_class
+            else:
+                w.status = {FREEZE: FROZEN, UNFREEZE: ACTIVE, CLOSE: CLOSED}[action]
+
+    def set_limits(
+        self, version: str, over_balance_cap: int, rows: Sequence[Sequence[int | None]]
+    ) -> None:
+        """Install a limits table: 5 rows (classes 1-4, sub-wallets) of (balance, payment,
+        daily, annual) caps in fen, None for no cap."""
+        if not 0 < len(version.encode()) <= LIMITS_VERSION_LEN_MAX:
+            raise ModelError("limits version")
+        if over_balance_cap not in (SWEEP, REJECT) or len(rows) != 5:
+            raise ModelError("limits table")
+        self.limits_version = version
+        self.over_balance_cap = over_balance_cap
+        self.limits_rows = tuple(tuple(row) for row in rows)
+
+    def caps(self, wallet_id: int) -> tuple[int | None, ...]:
+        """Effective (balance, payment, daily, annual) caps of a wallet: its class's, the
+        tighter of those and the sub-wallet caps for a sub-wallet, none for the central bank and
+        operators."""
+        w = self.wallets[wallet_id]
+        if w.kind in (CENTRAL_BANK, OPERATOR):
+            return NO_CAPS
+        caps = self.limits_rows[w.wallet_class - 1]
+        if w.parent:
+            caps = tuple(
+                a if b is None else b if a is None else min(a, b)
+                for a, b in zip(caps, self.limits_rows[4], strict=True)
+            )
+        return caps
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -293,12 +458,25 @@ class Model:
         h.update(self.issued_fen.to_bytes(16, "little"))
         h.update(self.redeemed_fen.to_bytes(16, "little"))
         h.update(last_receipt_hash)
+        # Limits: version, over-cap policy, then 5 rows x 4 caps as (present, value).
+        version = self.limits_version.encode()
+        h.update(bytes([len(version)]) + version + bytes([self.over_balance_cap]))
+        for row in self.limits_rows:
+            for cap in row:
+                h.update(bytes([cap is not None]) + (cap or 0).to_bytes(8, "little"))
         for wid in sorted(self.wallets):
             w = self.wallets[wid]
             h.update(wid.to_bytes(8, "little"))
             h.update(bytes([w.kind, w.scheme]))
             h.update(w.public_key)
             h.update(self.balance(wid).to_bytes(8, "little"))
+            # Attributes and outflow counters.
+            h.update(bytes([w.wallet_class, w.linked_account, w.status]))
+            h.update(w.operator.to_bytes(8, "little") + w.parent.to_bytes(8, "little"))
+            h.update(w.mcc.to_bytes(2, "little") + w.region.to_bytes(4, "little"))
+            d, d_out, y, y_out = self.counters.get(wid, (0, 0, 0, 0))
+            h.update(d.to_bytes(4, "little") + d_out.to_bytes(8, "little"))
+            h.update(y.to_bytes(4, "little", signed=True) + y_out.to_bytes(8, "little"))
         for tid in sorted(self.unspent):
             owner, value = self.unspent[tid]
             h.update(tid)
@@ -309,6 +487,11 @@ class Model:
     # -- settlement ------------------------------------------------------------------------
 
     def settle(self, batch: Sequence[bytes], now_ms: int) -> list[int]:
+        self.begin_batch(now_ms)
+        return [self.settle_one(raw, now_ms) for raw in batch]
+
+    def begin_batch(self, now_ms: int) -> None:
+        """Start a batch at ``now_ms``: the clock moves, expired memory goes, totals restart."""
         if now_ms < self.last_timestamp_ms:
             raise BatchRejected(f"{now_ms} < {self.last_timestamp_ms}")
         self.last_timestamp_ms = now_ms
@@ -316,14 +499,31 @@ class Model:
         self.spent = {t: e for t, e in self.spent.items() if not now_ms > e}
         self.settled = {t: e for t, e in self.settled.items() if not now_ms > e}
         self.last_totals = BatchTotals()
-        statuses = []
-        for raw in batch:
-            status, tx = self.check(raw, now_ms)
-            if status == S.OK:
-                assert tx is not None
-                self.apply(tx)
-            statuses.append(int(status))
-        return statuses
+
+    def settle_one(self, raw: bytes, now_ms: int) -> int:
+        """Settle the next transaction of the batch begun at ``now_ms``; returns its status."""
+        status, tx, plan = self.predict(raw, now_ms)
+        if status == S.OK:
+            assert tx is not None
+            self.apply(tx, now_ms, plan)
+        return int(status)
+
+    def predict(self, raw: bytes, now: int) -> tuple[S, Tx | None, Plan | None]:
+        """The status one transaction would get now, without changing anything: checks 1-17,
+        then the wallet rules for transfers and redeems."""
+        status, tx = self.check(raw, now)
+        if status != S.OK or tx is None:
+            return status, tx, None
+        if tx.kind == ISSUE:
+            # No limits on issues, but a frozen central bank cannot issue and a closed operator
+            # cannot receive.
+            if any(self.wallets[s].status == FROZEN for s in tx.signers):
+                return S.WALLET_FROZEN, tx, None
+            if any(self.wallets[o].status == CLOSED for o, _ in tx.outputs):
+                return S.WALLET_CLOSED, tx, None
+            return status, tx, None
+        status, plan = self.check_rules(tx, now)
+        return status, tx, plan
 
     def check(self, raw: bytes, now: int) -> tuple[S, Tx | None]:
         """The status of one transaction against the current state (checks 1-17, in order)."""
@@ -387,16 +587,109 @@ class Model:
             return S.VALUE_MISMATCH, tx  # 16
         return S.OK, tx
 
-    def apply(self, tx: Tx) -> None:
+    def check_rules(self, tx: Tx, now: int) -> tuple[S, Plan | None]:
+        """The wallet rules (docs/wallet-rules.md) for a transfer or redeem that passed checks
+        1-17, in the documented order; with the plan of counters and sweeps when they pass."""
+        spent_by: dict[int, int] = {}  # payer -> value of its inputs
+        for i in tx.inputs:
+            owner, value = self.unspent[i]
+            spent_by[owner] = spent_by.get(owner, 0) + value
+        paid_to: dict[int, int] = {}  # payee -> value of its outputs
+        for owner, amount in tx.outputs:
+            paid_to[owner] = paid_to.get(owner, 0) + amount
+        if any(self.wallets[w].status == FROZEN for w in spent_by):
+            return S.WALLET_FROZEN, None
+        if any(self.wallets[w].status == CLOSED for w in paid_to):
+            return S.WALLET_CLOSED, None
+        # Outflow: inputs owned minus outputs back (never below zero).
+        outflow = {w: out - paid_to.get(w, 0) for w, out in spent_by.items()}
+        outflow = {w: o for w, o in outflow.items() if o > 0}
+        for w, o in outflow.items():
+            cap = self.caps(w)[1]
+            if cap is not None and o > cap:
+                return S.LIMIT_PAYMENT, None
+        # What counts against daily and annual caps: own outflow plus the sub-wallets'.
+        counted: dict[int, int] = {}
+        for w, o in outflow.items():
+            counted[w] = counted.get(w, 0) + o
+            parent = self.wallets[w].parent
+            if parent:
+                counted[parent] = counted.get(parent, 0) + o
+        day, year = shanghai_day_year(now)
+        for status, cap_index, period, counter_index in (
+            (S.LIMIT_DAILY, 2, day, 0),
+            (S.LIMIT_ANNUAL, 3, year, 2),
+        ):
+            for w, o in counted.items():
+                cap = self.caps(w)[cap_index]
+                if cap is None:
+                    continue
+                counter = self.counters.get(w, (0, 0, 0, 0))
+                used = counter[counter_index + 1] if counter[counter_index] == period else 0
+                if used + o > cap:
+                    return status, None
+        # Balance caps: the excess over max(cap, balance before) is swept or refused.
+        credits = [(amount, 0) for _, amount in tx.outputs]
+        swept = 0
+        for w, incoming in paid_to.items():
+            cap = self.caps(w)[0]
+            if cap is None:
+                continue
+            before = self.balance(w)
+            after = before - spent_by.get(w, 0) + incoming
+            ceiling = max(cap, before)
+            if after <= ceiling:
+                continue
+            excess = after - ceiling
+            wallet = self.wallets[w]
+            operator = self.wallets.get(wallet.operator) if wallet.operator else None
+            if (
+                self.over_balance_cap != SWEEP
+                or not wallet.linked_account
+                or operator is None
+                or operator.status == CLOSED
+            ):
+                return S.LIMIT_BALANCE, None
+            room = incoming - excess
+            for index, (owner, amount) in enumerate(tx.outputs):
+                if owner == w:
+                    credit = min(amount, room)
+                    room -= credit
+                    credits[index] = (credit, amount - credit)
+            swept += excess
+        return S.OK, Plan(counted, credits, swept)
+
+    def apply(self, tx: Tx, now_ms: int, plan: Plan | None = None) -> None:
         input_sum = 0
         for i in tx.inputs:
             _, value = self.unspent.pop(i)
             input_sum += value
             self.spent[i] = tx.expiry_ms
-        for index, (owner, amount) in enumerate(tx.outputs):
-            tid = token_id(tx.id, index)
-            assert tid not in self.unspent
-            self.unspent[tid] = (owner, amount)
+        if plan is None:
+            assert tx.kind == ISSUE
+            plan = Plan({}, [(amount, 0) for _, amount in tx.outputs], 0)
+        # Outflow counters of the Shanghai calendar day and year (docs/wallet-rules.md).
+        day, year = shanghai_day_year(now_ms)
+        for w, outflow in plan.counted.items():
+            d, d_out, y, y_out = self.counters.get(w, (0, 0, 0, 0))
+            self.counters[w] = (
+                day,
+                (d_out if d == day else 0) + outflow,
+                year,
+                (y_out if y == year else 0) + outflow,
+            )
+        for index, ((owner, _), (credit, swept)) in enumerate(
+            zip(tx.outputs, plan.credits, strict=True)
+        ):
+            if credit:
+                tid = token_id(tx.id, index)
+                assert tid not in self.unspent
+                self.unspent[tid] = (owner, credit)
+            if swept:
+                tid = token_id(tx.id, SWEEP_INDEX_FLAG | index)
+                assert tid not in self.unspent
+                self.unspent[tid] = (self.wallets[owner].operator, swept)
+        self.last_totals.swept_fen += plan.swept_fen
         if tx.kind == ISSUE:
             self.issued_fen += tx.output_sum
             self.outstanding_fen += tx.output_sum

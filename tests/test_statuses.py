@@ -70,6 +70,7 @@ class Snapshot:
     settled_count: int
     token_count: int
     memory: tuple[tuple[bool, bool, tuple[int, int] | None], ...]  # per probed id
+    limits: tb.Limits
 
 
 def snapshot(ledger: tb.Ledger, probe: list[bytes]) -> Snapshot:
@@ -85,14 +86,31 @@ def snapshot(ledger: tb.Ledger, probe: list[bytes]) -> Snapshot:
         settled_count=ledger.settled_count,
         token_count=ledger.token_count,
         memory=tuple((ledger.is_spent(i), ledger.is_settled(i), ledger.token(i)) for i in probe),
+        limits=ledger.limits,
     )
 
 
 def digest_of(snap: Snapshot, receipt_hash: bytes) -> bytes:
     """``state_digest`` of the state in ``snap`` with the receipt chain at ``receipt_hash``."""
     model = Model()
+    model.limits_version = snap.limits.version
+    model.over_balance_cap = 1 if snap.limits.over_balance_cap == "sweep" else 2
+    model.limits_rows = tuple(
+        [snap.limits.classes[c].row() for c in (1, 2, 3, 4)] + [snap.limits.sub_wallet.row()]
+    )
     for info in snap.wallets:
         model.register(info.wallet_id, info.kind, info.scheme, info.public_key)
+        w = model.wallets[info.wallet_id]
+        w.wallet_class, w.operator, w.parent = info.wallet_class, info.operator, info.parent
+        w.mcc, w.region, w.linked_account = info.mcc, info.region, info.linked_account
+        w.status = int(info.status)
+        if info.day_out_fen or info.year_out_fen:
+            model.counters[info.wallet_id] = (
+                info.counter_day,
+                info.day_out_fen,
+                info.counter_year,
+                info.year_out_fen,
+            )
     model.unspent = {t: (w, v) for w, tokens in snap.unspent for t, v in tokens}
     model.issued_fen = snap.supply.issued_fen
     model.redeemed_fen = snap.supply.redeemed_fen
@@ -430,6 +448,108 @@ def test_not_authorized(world: World, make: Callable[[World], bytes]) -> None:
     settle_rejected(world, make(world), Status.NOT_AUTHORIZED)
 
 
+# -- wallet rules (docs/wallet-rules.md) ---------------------------------------------------------
+
+SHANGHAI_MIDNIGHT = 1_700_064_000_000  # 2023-11-16 00:00 +08:00, the first after T0
+SHANGHAI_NEW_YEAR = 1_704_038_400_000  # 2024-01-01 00:00 +08:00
+
+
+def tight_limits(**class4: int) -> tb.Limits:
+    """The shipped limits with class 4's caps replaced."""
+    return tb.parse_limits(
+        {
+            "version": "test-tight",
+            "over_balance_cap": "sweep",
+            "class": {"1": {}, "2": {}, "3": {}, "4": class4},
+        }
+    )
+
+
+def alice_pays(world: World, amount: int, now: int, payee: int = BOB) -> bytes:
+    txs, _ = world.ledger.build_payments(world.keys, [ALICE], [payee], [amount], now)
+    return txs[0]
+
+
+def test_wallet_frozen(world: World) -> None:
+    world.ledger.freeze([ALICE])
+    settle_rejected(world, alice_pays(world, 1_000, T1), Status.WALLET_FROZEN)
+    world.ledger.unfreeze([ALICE])
+    assert world.ledger.settle([alice_pays(world, 1_000, T1)], T1).ok
+
+
+def test_frozen_wallet_still_receives(world: World) -> None:
+    world.ledger.freeze([BOB])
+    assert world.ledger.settle([alice_pays(world, 1_000, T1)], T1).ok
+    assert world.ledger.balance(BOB) == 1_000
+
+
+def test_wallet_closed(world: World) -> None:
+    world.ledger.close_wallets([BOB])
+    assert world.ledger.wallet(BOB).status == tb.WalletStatus.CLOSED  # type: ignore[union-attr]
+    settle_rejected(world, alice_pays(world, 1_000, T1), Status.WALLET_CLOSED)
+    with pytest.raises(tb.InvalidArgument, match="balance"):
+        world.ledger.close_wallets([ALICE])  # 50,000 fen left
+    with pytest.raises(tb.InvalidArgument, match="closed"):
+        world.ledger.unfreeze([BOB])
+
+
+def test_limit_payment(world: World) -> None:
+    world.ledger.set_limits(tight_limits(payment_cap_fen=10_000))
+    world.ledger.set_class([ALICE], 4)
+    settle_rejected(world, alice_pays(world, 10_001, T1), Status.LIMIT_PAYMENT)
+    assert world.ledger.settle([alice_pays(world, 10_000, T1)], T1).ok
+
+
+def test_limit_daily_resets_at_shanghai_midnight(world: World) -> None:
+    world.ledger.set_limits(tight_limits(payment_cap_fen=20_000, daily_cap_fen=30_000))
+    world.ledger.set_class([ALICE], 4)
+    assert world.ledger.settle([alice_pays(world, 20_000, T1)], T1).ok
+    settle_rejected(world, alice_pays(world, 10_001, T1), Status.LIMIT_DAILY)
+    just_before = SHANGHAI_MIDNIGHT - 1
+    settle_rejected(world, alice_pays(world, 10_001, just_before), Status.LIMIT_DAILY, just_before)
+    # A batch that straddles midnight is judged by its own timestamp: after midnight, a new day.
+    assert world.ledger.settle([alice_pays(world, 20_000, SHANGHAI_MIDNIGHT)], SHANGHAI_MIDNIGHT).ok
+    info = world.ledger.wallet(ALICE)
+    assert info is not None and info.day_out_fen == 20_000 and info.year_out_fen == 40_000
+
+
+def test_limit_annual_resets_at_shanghai_new_year(world: World) -> None:
+    world.ledger.set_limits(tight_limits(daily_cap_fen=20_000, annual_cap_fen=25_000))
+    world.ledger.set_class([ALICE], 4)
+    assert world.ledger.settle([alice_pays(world, 20_000, T1)], T1).ok
+    day2 = SHANGHAI_MIDNIGHT + HOUR
+    settle_rejected(world, alice_pays(world, 5_001, day2), Status.LIMIT_ANNUAL, day2)
+    new_year = SHANGHAI_NEW_YEAR
+    assert world.ledger.settle([alice_pays(world, 20_000, new_year)], new_year).ok
+
+
+def test_limit_balance_without_linked_account(world: World) -> None:
+    world.ledger.set_limits(tight_limits(balance_cap_fen=10_000))
+    world.ledger.set_class([BOB], 4)
+    settle_rejected(world, alice_pays(world, 10_001, T1), Status.LIMIT_BALANCE)
+    assert world.ledger.settle([alice_pays(world, 10_000, T1)], T1).ok
+
+
+def test_over_cap_value_is_swept_to_the_operator(world: World) -> None:
+    ledger = world.ledger
+    ledger.set_limits(tight_limits(balance_cap_fen=10_000))
+    ledger.open_wallets(
+        world.keys,
+        [2001],
+        tb.WalletKind.PERSONAL,
+        wallet_class=4,
+        operator=OP2,
+        linked_account=True,
+    )
+    supply, op2 = ledger.supply(), ledger.balance(OP2)
+    result = ledger.settle([alice_pays(world, 25_000, T1, payee=2001)], T1)
+    assert result.ok
+    assert result.receipt.swept_fen == 15_000
+    assert (ledger.balance(2001), ledger.balance(OP2)) == (10_000, op2 + 15_000)
+    assert ledger.supply() == supply  # a sweep is a redemption to deposits, not a burn
+    ledger.check_invariants()
+
+
 STATUS_TESTS = {
     Status.OK: test_ok_transfer,
     Status.ALREADY_SETTLED: test_already_settled,
@@ -447,6 +567,12 @@ STATUS_TESTS = {
     Status.INPUT_SPENT: test_input_spent,
     Status.VALUE_MISMATCH: test_value_mismatch_transfer,
     Status.NOT_AUTHORIZED: test_not_authorized,
+    Status.WALLET_FROZEN: test_wallet_frozen,
+    Status.WALLET_CLOSED: test_wallet_closed,
+    Status.LIMIT_PAYMENT: test_limit_payment,
+    Status.LIMIT_DAILY: test_limit_daily_resets_at_shanghai_midnight,
+    Status.LIMIT_ANNUAL: test_limit_annual_resets_at_shanghai_new_year,
+    Status.LIMIT_BALANCE: test_limit_balance_without_linked_account,
 }
 
 
@@ -579,3 +705,30 @@ def test_decode_names_field_and_offset(
         tb.decode(mutate(tx))
     assert (info.value.field, info.value.offset) == (field, offset)
     assert isinstance(info.value, ValueError) and isinstance(info.value, tb.TongbaoError)
+
+
+def test_annual_counter_rolls_over_exactly_at_new_year(world: World) -> None:
+    world.ledger.set_limits(tight_limits(daily_cap_fen=20_000, annual_cap_fen=25_000))
+    world.ledger.set_class([ALICE], 4)
+    day_before = SHANGHAI_NEW_YEAR - 25 * HOUR  # 2023-12-30, so the daily cap is fresh below
+    assert world.ledger.settle([alice_pays(world, 20_000, day_before)], day_before).ok
+    just_before = SHANGHAI_NEW_YEAR - 1
+    settle_rejected(world, alice_pays(world, 5_001, just_before), Status.LIMIT_ANNUAL, just_before)
+    assert world.ledger.settle([alice_pays(world, 20_000, SHANGHAI_NEW_YEAR)], SHANGHAI_NEW_YEAR).ok
+
+
+def test_closed_operator_receives_no_issue(
+    world: World,
+) -> None:
+    ledger = world.ledger
+    ledger.open_wallets(world.keys, [102], tb.WalletKind.OPERATOR)
+    ledger.close_wallets([102])
+    supply, tokens = ledger.supply(), ledger.token_count
+    result = ledger.settle([tb.issue(world.keys, CB, [(102, 5_000)], T1)], T1)
+    assert result.status(0) == Status.WALLET_CLOSED
+    assert (ledger.balance(102), ledger.supply(), ledger.token_count) == (0, supply, tokens)
+
+
+def test_frozen_central_bank_cannot_issue(world: World) -> None:
+    world.ledger.freeze([CB])
+    settle_rejected(world, tb.issue(world.keys, CB, [(OP, 5_000)], T1), Status.WALLET_FROZEN)

@@ -105,7 +105,9 @@ class Ledger:
     ) -> None: ...
     @property
     def limits_version(self) -> str: ...
-
+    def limits_table(
+        self,
+    ) -> tuple[str, int, list[tuple[int | None, int | None, int | None, int | None]]]: ...
     def settle(
         self, batch: list[bytes] | bytes, timestamp_ms: int
     ) -> tuple[bytes, dict[str, object]]:

@@ -22,16 +22,16 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Sequence
-from typing import Any
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from tongbao import _core
-from tongbao.tx import DEFAULT_VALIDITY_MS
 from tongbao.errors import InvalidArgument
-from tongbao.limits import Limits
+from tongbao.limits import ClassLimits, Limits
+from tongbao.tx import DEFAULT_VALIDITY_MS
 from tongbao.types import Scheme, Status, WalletKind, WalletStatus
 
 
@@ -115,8 +115,11 @@ class WalletInfo:
     region: int
     linked_account: bool
     status: WalletStatus
-    #: Outflow counted against the daily / annual caps in the day / year of the last payment.
+    #: Outflow counted against the daily / annual caps: ``day_out_fen`` in Shanghai calendar day
+    #: number ``counter_day`` (days since 1970-01-01), ``year_out_fen`` in year ``counter_year``.
+    counter_day: int
     day_out_fen: int
+    counter_year: int
     year_out_fen: int
 
 
@@ -362,6 +365,18 @@ class Ledger:
         self._core.set_limits(limits.version, over, table)
 
     @property
+    def limits(self) -> Limits:
+        """The limits in force (all classes unlimited until :meth:`set_limits`)."""
+        version, over, rows = self._core.limits_table()
+        classes = {c: ClassLimits(*rows[c - 1]) for c in (1, 2, 3, 4)}
+        return Limits(
+            version=version,
+            over_balance_cap="sweep" if over == 1 else "reject",
+            classes=classes,
+            sub_wallet=ClassLimits(*rows[4]),
+        )
+
+    @property
     def limits_version(self) -> str:
         """Version of the limits in force ("none" until :meth:`set_limits`)."""
         return self._core.limits_version
@@ -385,7 +400,9 @@ class Ledger:
             region=d["region"],
             linked_account=d["linked_account"],
             status=WalletStatus(d["status"]),
+            counter_day=d["day"],
             day_out_fen=d["day_out_fen"],
+            counter_year=d["year"],
             year_out_fen=d["year_out_fen"],
         )
 

@@ -17,7 +17,9 @@ use crate::error::{Error, Result};
 use crate::format::{
     decode, token_id, Kind, TokenId, Transaction, TxId, WalletId, BATCH_TX_COUNT_MAX,
 };
-use crate::rules::{self, Counters, Limits, WalletAttrs, WalletStatus, LIMITS_VERSION_LEN_MAX, SWEEP_INDEX_FLAG};
+use crate::rules::{
+    self, Counters, Limits, WalletAttrs, WalletStatus, LIMITS_VERSION_LEN_MAX, SWEEP_INDEX_FLAG,
+};
 use crate::status::Status;
 
 /// How far a transaction's timestamp may be ahead of the batch timestamp.
@@ -278,14 +280,20 @@ impl Ledger {
                 return Err(Error::DuplicateWallet(r.id));
             }
             let bad = |field: &str, why: String| {
-                Err(Error::InvalidArgument(format!("wallet {}: {field}: {why}", r.id)))
+                Err(Error::InvalidArgument(format!(
+                    "wallet {}: {field}: {why}",
+                    r.id
+                )))
             };
             let a = &r.attrs;
             if !(1..=4).contains(&a.class) {
                 return bad("class", format!("{} is not a class 1-4", a.class));
             }
             if matches!(r.kind, WalletKind::CentralBank | WalletKind::Operator) && a.class != 1 {
-                return bad("class", "central-bank and operator wallets are class 1".into());
+                return bad(
+                    "class",
+                    "central-bank and operator wallets are class 1".into(),
+                );
             }
             if a.status != WalletStatus::Active {
                 return bad("status", "a new wallet is active".into());
@@ -302,7 +310,10 @@ impl Ledger {
                 }
             };
             if a.operator != 0 && operator_kind(a.operator) != Some(WalletKind::Operator) {
-                return bad("operator", format!("{} is not an operator wallet", a.operator));
+                return bad(
+                    "operator",
+                    format!("{} is not an operator wallet", a.operator),
+                );
             }
             if a.parent != 0 {
                 let parent = self
@@ -321,7 +332,10 @@ impl Ledger {
                     Some((kind, _))
                         if !matches!(kind, WalletKind::Personal | WalletKind::Corporate) =>
                     {
-                        return bad("parent", "only personal and corporate wallets have sub-wallets".into())
+                        return bad(
+                            "parent",
+                            "only personal and corporate wallets have sub-wallets".into(),
+                        )
                     }
                     _ => {}
                 }
@@ -375,12 +389,16 @@ impl Ledger {
                     return bad(format!("class {c} is not a class 1-4"))
                 }
                 WalletUpdate::SetClass(c)
-                    if c != 1 && matches!(w.kind, WalletKind::CentralBank | WalletKind::Operator) =>
+                    if c != 1
+                        && matches!(w.kind, WalletKind::CentralBank | WalletKind::Operator) =>
                 {
                     return bad("central-bank and operator wallets are class 1".into())
                 }
                 WalletUpdate::Close if w.balance_fen != 0 => {
-                    return bad(format!("cannot close with a balance of {} fen", w.balance_fen))
+                    return bad(format!(
+                        "cannot close with a balance of {} fen",
+                        w.balance_fen
+                    ))
                 }
                 WalletUpdate::Close => {
                     closing.insert(id);
@@ -861,7 +879,21 @@ impl Ledger {
         }
 
         let plan = match tx.kind {
-            Kind::Issue => None,
+            Kind::Issue => {
+                // Issues have no limits, but a frozen central bank cannot issue and a closed
+                // operator cannot receive.
+                if self.wallets[&signers[0]].attrs.status == WalletStatus::Frozen {
+                    return Err(Status::WalletFrozen);
+                }
+                if tx
+                    .outputs
+                    .iter()
+                    .any(|o| self.wallets[&o.owner].attrs.status == WalletStatus::Closed)
+                {
+                    return Err(Status::WalletClosed);
+                }
+                None
+            }
             Kind::Transfer | Kind::Redeem => {
                 let owned: Vec<(WalletId, u64)> =
                     records.iter().map(|r| (r.owner, r.value_fen)).collect();
@@ -1020,7 +1052,9 @@ impl Ledger {
         h.update(self.issued_fen.to_le_bytes());
         h.update(self.redeemed_fen.to_le_bytes());
         h.update(self.last_receipt_hash);
-        h.update(format!("{:?}", self.limits).as_bytes());
+        let mut limits = crate::wal::Writer(Vec::new());
+        crate::wal::write_limits(&mut limits, &self.limits);
+        h.update(&limits.0);
         for (id, w) in wallets {
             h.update(id.to_le_bytes());
             h.update([w.kind as u8, w.key.scheme() as u8]);

@@ -274,7 +274,12 @@ fn read_registration(r: &mut SnapReader<'_>) -> Result<Registration> {
     let key_len = r.u8()? as usize;
     let key = PublicKey::parse(scheme, r.take(key_len)?).map_err(|_| r.bad("wallet key"))?;
     let attrs = read_attrs(r)?;
-    Ok(Registration { id, kind, key, attrs })
+    Ok(Registration {
+        id,
+        kind,
+        key,
+        attrs,
+    })
 }
 
 fn read_attrs(r: &mut SnapReader<'_>) -> Result<WalletAttrs> {
@@ -289,15 +294,28 @@ fn read_attrs(r: &mut SnapReader<'_>) -> Result<WalletAttrs> {
         _ => return Err(r.bad("linked_account flag")),
     };
     let status = WalletStatus::from_u8(r.u8()?).ok_or_else(|| r.bad("wallet status"))?;
-    Ok(WalletAttrs { class, operator, parent, mcc, region, linked_account, status })
+    Ok(WalletAttrs {
+        class,
+        operator,
+        parent,
+        mcc,
+        region,
+        linked_account,
+        status,
+    })
 }
 
-fn write_limits(w: &mut Writer, l: &Limits) {
+pub(crate) fn write_limits(w: &mut Writer, l: &Limits) {
     w.u8(l.version.len() as u8);
     w.bytes(l.version.as_bytes());
     w.u8(l.over_balance_cap as u8);
     for c in l.classes.iter().chain(std::iter::once(&l.sub_wallet)) {
-        for cap in [c.balance_cap_fen, c.payment_cap_fen, c.daily_cap_fen, c.annual_cap_fen] {
+        for cap in [
+            c.balance_cap_fen,
+            c.payment_cap_fen,
+            c.daily_cap_fen,
+            c.annual_cap_fen,
+        ] {
             w.u8(cap.is_some() as u8);
             w.u64(cap.unwrap_or(0));
         }
@@ -394,7 +412,7 @@ fn encode_outcome(receipt: &Receipt, statuses: &[Status]) -> Vec<u8> {
 /// A decoded log record.
 pub enum Record<'a> {
     Wallets(Vec<Registration>),
-    Limits(Limits),
+    Limits(Box<Limits>),
     Updates(Vec<(WalletId, WalletUpdate)>),
     Input {
         seq: u64,
@@ -420,7 +438,12 @@ fn decode_payload<'a>(payload: &'a [u8], path: &Path, offset: usize) -> Result<R
     let (&kind, body) = payload.split_first().ok_or_else(|| bad("empty payload"))?;
     match kind {
         RECORD_WALLETS | RECORD_LIMITS | RECORD_UPDATES => {
-            let mut r = SnapReader { buf: body, pos: 0, path, what: "log record payload" };
+            let mut r = SnapReader {
+                buf: body,
+                pos: 0,
+                path,
+                what: "log record payload",
+            };
             let record = match kind {
                 RECORD_WALLETS => {
                     let n = u32::from_le_bytes(r.take(4)?.try_into().expect("4"));
@@ -430,7 +453,7 @@ fn decode_payload<'a>(payload: &'a [u8], path: &Path, offset: usize) -> Result<R
                     }
                     Record::Wallets(wallets)
                 }
-                RECORD_LIMITS => Record::Limits(read_limits(&mut r)?),
+                RECORD_LIMITS => Record::Limits(Box::new(read_limits(&mut r)?)),
                 _ => {
                     let n = u32::from_le_bytes(r.take(4)?.try_into().expect("4"));
                     let mut updates = Vec::with_capacity((n as usize).min(body.len() / 10));
@@ -598,7 +621,7 @@ impl Store {
 // ---------------------------------------------------------------------------------------------
 // Snapshots
 
-struct Writer(Vec<u8>);
+pub(crate) struct Writer(pub(crate) Vec<u8>);
 
 impl Writer {
     fn u8(&mut self, v: u8) {
@@ -974,10 +997,11 @@ fn scan_segment(
                             replay(ledger, p, None, report)?;
                         }
                         match other {
-                            Record::Limits(limits) => ledger.limits = limits,
+                            Record::Limits(limits) => ledger.limits = *limits,
                             Record::Updates(updates) => {
-                                if let Some((id, _)) =
-                                    updates.iter().find(|(id, _)| !ledger.wallets.contains_key(id))
+                                if let Some((id, _)) = updates
+                                    .iter()
+                                    .find(|(id, _)| !ledger.wallets.contains_key(id))
                                 {
                                     return Err(corrupt(
                                         path,
@@ -1508,14 +1532,21 @@ mod tests {
                 setup(&mut ledger, &mut keys);
                 ledger.set_limits(class4_limits()).unwrap();
                 ledger
-                    .update_wallets(vec![(100, WalletUpdate::SetClass(4)), (102, WalletUpdate::SetClass(4))])
+                    .update_wallets(vec![
+                        (100, WalletUpdate::SetClass(4)),
+                        (102, WalletUpdate::SetClass(4)),
+                    ])
                     .unwrap();
                 pay_round(&mut ledger, &keys, 2_000);
                 // 102 (class 4, linked) receives over its cap: the excess is swept to OP.
                 let built = build_payments(
                     &ledger,
                     &keys,
-                    &[Payment { payer: OP, payee: 102, amount_fen: 900_000 }],
+                    &[Payment {
+                        payer: OP,
+                        payee: 102,
+                        amount_fen: 900_000,
+                    }],
                     3_000,
                     60_000,
                     b"",
@@ -1526,14 +1557,24 @@ mod tests {
                 assert_eq!(statuses, vec![Status::Ok]);
                 assert_eq!(receipt.swept_fen, 900_000 + 3_000 - 500_000);
                 assert_eq!(ledger.wallet(102).unwrap().balance_fen, 500_000);
-                ledger.update_wallets(vec![(101, WalletUpdate::Freeze)]).unwrap();
+                ledger
+                    .update_wallets(vec![(101, WalletUpdate::Freeze)])
+                    .unwrap();
                 ledger.check_invariants().unwrap();
                 ledger.state_digest()
             };
-            let (ledger, _) = Ledger::open(&dir, LedgerConfig::default(), options(snapshot_every)).unwrap();
-            assert_eq!(ledger.state_digest(), digest, "snapshot_every={snapshot_every}");
+            let (ledger, _) =
+                Ledger::open(&dir, LedgerConfig::default(), options(snapshot_every)).unwrap();
+            assert_eq!(
+                ledger.state_digest(),
+                digest,
+                "snapshot_every={snapshot_every}"
+            );
             assert_eq!(ledger.limits().version, "test-1");
-            assert_eq!(ledger.wallet(101).unwrap().attrs.status, WalletStatus::Frozen);
+            assert_eq!(
+                ledger.wallet(101).unwrap().attrs.status,
+                WalletStatus::Frozen
+            );
             assert!(ledger.wallet(100).unwrap().counters.day_out_fen == 0);
             assert_eq!(audit(&dir, 1).unwrap().outstanding_fen, 1_000_000);
             fs::remove_dir_all(&dir).unwrap();

@@ -164,6 +164,9 @@ fn receipt_dict<'py>(py: Python<'py>, r: &core::Receipt) -> PyResult<Bound<'py, 
     Ok(d)
 }
 
+/// Wallet attributes as Python passes them: (class, operator, parent, mcc, region, linked).
+type AttrsTuple = (u8, u64, u64, u16, u32, bool);
+
 /// The settlement engine. See `tongbao.Ledger` for the documented Python API.
 #[pyclass(module = "tongbao._core", name = "Ledger")]
 struct PyLedger {
@@ -308,7 +311,7 @@ impl PyLedger {
         kinds: Vec<u8>,
         schemes: Vec<u8>,
         public_keys: Vec<Vec<u8>>,
-        attrs: Option<Vec<(u8, u64, u64, u16, u32, bool)>>,
+        attrs: Option<Vec<AttrsTuple>>,
     ) -> PyResult<()> {
         let n = wallet_ids.len();
         if kinds.len() != n || schemes.len() != n || public_keys.len() != n {
@@ -321,7 +324,10 @@ impl PyLedger {
         }
         if let Some(a) = &attrs {
             if a.len() != n {
-                return Err(invalid(format!("{n} wallets but {} attribute tuples", a.len())));
+                return Err(invalid(format!(
+                    "{n} wallets but {} attribute tuples",
+                    a.len()
+                )));
             }
         }
         let mut parsed_kinds = Vec::with_capacity(n);
@@ -374,7 +380,9 @@ impl PyLedger {
         classes: Vec<u8>,
     ) -> PyResult<()> {
         if actions.len() != wallet_ids.len() || classes.len() != wallet_ids.len() {
-            return Err(invalid("wallet_ids, actions and classes differ in length".into()));
+            return Err(invalid(
+                "wallet_ids, actions and classes differ in length".into(),
+            ));
         }
         let mut updates = Vec::with_capacity(wallet_ids.len());
         for i in 0..wallet_ids.len() {
@@ -416,7 +424,11 @@ impl PyLedger {
         let over_balance_cap = match over_balance_cap {
             1 => core::OverCap::Sweep,
             2 => core::OverCap::Reject,
-            other => return Err(invalid(format!("over_balance_cap {other}: 1 sweep, 2 reject"))),
+            other => {
+                return Err(invalid(format!(
+                    "over_balance_cap {other}: 1 sweep, 2 reject"
+                )))
+            }
         };
         let rows: Vec<core::ClassLimits> = table
             .into_iter()
@@ -440,6 +452,32 @@ impl PyLedger {
     #[getter]
     fn limits_version(&self) -> String {
         self.inner.limits().version.clone()
+    }
+
+    /// The limits in force: (version, over_balance_cap 1 sweep / 2 reject, 5 rows of caps).
+    #[allow(clippy::type_complexity)]
+    fn limits_table(
+        &self,
+    ) -> (
+        String,
+        u8,
+        Vec<(Option<u64>, Option<u64>, Option<u64>, Option<u64>)>,
+    ) {
+        let l = self.inner.limits();
+        let rows = l
+            .classes
+            .iter()
+            .chain(std::iter::once(&l.sub_wallet))
+            .map(|c| {
+                (
+                    c.balance_cap_fen,
+                    c.payment_cap_fen,
+                    c.daily_cap_fen,
+                    c.annual_cap_fen,
+                )
+            })
+            .collect();
+        (l.version.clone(), l.over_balance_cap as u8, rows)
     }
 
     /// Returns `(statuses, receipt)`: statuses as bytes (one u8 per transaction).
@@ -485,7 +523,11 @@ impl PyLedger {
 
     /// `(kind, scheme, public_key, balance_fen, token_count)` or None.
     /// The wallet as a dict, or None if unknown.
-    fn wallet_info<'py>(&self, py: Python<'py>, wallet_id: u64) -> PyResult<Option<Bound<'py, PyDict>>> {
+    fn wallet_info<'py>(
+        &self,
+        py: Python<'py>,
+        wallet_id: u64,
+    ) -> PyResult<Option<Bound<'py, PyDict>>> {
         let Some(w) = self.inner.wallet(wallet_id) else {
             return Ok(None);
         };
