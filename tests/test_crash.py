@@ -280,3 +280,35 @@ def test_second_process_cannot_open_a_locked_ledger(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "ledger")], check=False)
     assert result.returncode == 3
     del ledger
+
+
+def test_far_future_batch_is_refused_and_the_ledger_stays_durable(tmp_path: Path) -> None:
+    """A batch timestamp past year 9999 is refused before anything is logged (it used to panic in
+    the calendar arithmetic after its input was logged, leaving an unrecoverable log)."""
+    directory = tmp_path / "ledger"
+    ledger = tb.Ledger.open(directory)
+    keys = tb.Keyring()
+    ledger.open_wallets(keys, [1], tb.WalletKind.CENTRAL_BANK)
+    ledger.open_wallets(keys, [100], tb.WalletKind.OPERATOR)
+    ledger.open_wallets(keys, [1001], tb.WalletKind.PERSONAL)
+    assert ledger.settle([tb.issue(keys, 1, [(100, 1_000)], timestamp_ms=5)], 5).ok
+    late = tb.TIMESTAMP_MS_MAX + 1
+    txs, _ = ledger.build_payments(keys, [100], [1001], [10], late - 10, expiry_ms=late)
+    lsn = ledger.last_lsn
+    with pytest.raises(tb.BatchRejected, match="9999"):
+        ledger.settle(txs, late)
+    assert ledger.last_lsn == lsn and ledger.path is not None
+    assert ledger.settle(txs, tb.TIMESTAMP_MS_MAX).ok  # the last millisecond is fine
+    digest = ledger.state_digest()
+    ledger.close()
+    assert tb.Ledger.open(directory).state_digest() == digest
+
+
+def test_payments_beyond_the_validity_window_are_not_built() -> None:
+    ledger = tb.Ledger()
+    keys = tb.Keyring()
+    ledger.open_wallets(keys, [1], tb.WalletKind.CENTRAL_BANK)
+    ledger.open_wallets(keys, [100], tb.WalletKind.OPERATOR)
+    ledger.settle([tb.issue(keys, 1, [(100, 1_000)], timestamp_ms=5)], 5)
+    with pytest.raises(tb.InvalidArgument, match="validity window"):
+        ledger.build_payments(keys, [100], [100], [10], 5, expiry_ms=5 + tb.VALIDITY_MS_MAX + 1)

@@ -16,6 +16,7 @@ __all__ = [
     "REFERENCE_LEN_MAX",
     "SIGNATURES_MAX",
     "STATUS_NAMES",
+    "TIMESTAMP_MS_MAX",
     "TX_BYTES_MAX",
     "VALIDITY_MS_MAX",
     "Keyring",
@@ -42,6 +43,7 @@ VALIDITY_MS_MAX: int
 TX_BYTES_MAX: int
 BATCH_TX_COUNT_MAX: int
 CLOCK_SKEW_MS_MAX: int
+TIMESTAMP_MS_MAX: int
 STATUS_NAMES: list[str]
 __version__: str
 

@@ -8,7 +8,7 @@ use crate::crypto::{Scheme, SigningKey};
 use crate::error::{Error, Result};
 use crate::format::{
     append_signatures, body_len, check_limits, encode_body, token_id, tx_id_of_body, Condition,
-    Kind, Output, SignatureEntry, TokenId, WalletId, INPUTS_MAX,
+    Kind, Output, SignatureEntry, TokenId, WalletId, INPUTS_MAX, VALIDITY_MS_MAX,
 };
 use crate::ledger::Ledger;
 
@@ -137,6 +137,11 @@ pub fn build_payments(
         return Err(Error::InvalidArgument(
             "expiry_ms is before timestamp_ms".into(),
         ));
+    }
+    if expiry_ms - timestamp_ms > VALIDITY_MS_MAX {
+        return Err(Error::InvalidArgument(format!(
+            "expiry_ms - timestamp_ms exceeds the validity window of {VALIDITY_MS_MAX} ms"
+        )));
     }
     // Each payer's spendable tokens as seen by this build: the ledger's, minus those spent by
     // earlier payments here, plus the change and receipts they created.

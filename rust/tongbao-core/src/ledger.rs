@@ -24,6 +24,8 @@ use crate::status::Status;
 
 /// How far a transaction's timestamp may be ahead of the batch timestamp.
 pub const CLOCK_SKEW_MS_MAX: u64 = 5 * 60 * 1000;
+/// Latest batch timestamp accepted: 9999-12-31T23:59:59.999Z (keeps calendar arithmetic in range).
+pub const TIMESTAMP_MS_MAX: u64 = 253_402_300_799_999;
 /// Most wallets registered in one call.
 pub const REGISTER_BATCH_MAX: usize = 1 << 20;
 
@@ -540,15 +542,25 @@ impl Ledger {
         // deterministic given the input, so the input alone is enough to recover the batch.
         let seq = self.batch_seq + 1;
         let mut store = self.store.take();
-        let (settled, logged) = std::thread::scope(|scope| {
-            let logger = store
-                .as_mut()
-                .map(|st| scope.spawn(move || st.append_input(seq, timestamp_ms, batch)));
-            let settled = self.settle_with(batch, timestamp_ms, mode);
-            let logged = logger.map(|h| h.join().expect("log writer panicked"));
-            (settled, logged)
-        });
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            std::thread::scope(|scope| {
+                let logger = store
+                    .as_mut()
+                    .map(|st| scope.spawn(move || st.append_input(seq, timestamp_ms, batch)));
+                let settled = self.settle_with(batch, timestamp_ms, mode);
+                let logged = logger.map(|h| h.join().expect("log writer panicked"));
+                (settled, logged)
+            })
+        }));
         self.store = store;
+        let (settled, logged) = match outcome {
+            Ok(done) => done,
+            Err(panic) => {
+                // A bug: the state may be half-applied. Stop loudly, keep the log for recovery.
+                self.failed = Some("settlement panicked (a bug); reopen to recover".into());
+                std::panic::resume_unwind(panic);
+            }
+        };
         let (statuses, receipt) = settled.expect("batch checked before settling");
         if let Some(Err(e)) = logged {
             self.failed = Some(e.to_string());
@@ -574,6 +586,11 @@ impl Ledger {
             return Err(Error::Batch(format!(
                 "batch timestamp {timestamp_ms} ms is before the previous batch's {} ms: timestamps never go backwards",
                 self.last_timestamp_ms
+            )));
+        }
+        if timestamp_ms > TIMESTAMP_MS_MAX {
+            return Err(Error::Batch(format!(
+                "batch timestamp {timestamp_ms} ms is after {TIMESTAMP_MS_MAX} ms (9999-12-31)"
             )));
         }
         Ok(())

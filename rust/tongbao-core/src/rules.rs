@@ -15,7 +15,7 @@ pub const LIMITS_VERSION_LEN_MAX: usize = 64;
 
 /// Calendar day number in Asia/Shanghai of a Unix-ms timestamp (day 0 = 1970-01-01 +08:00).
 pub fn shanghai_day(timestamp_ms: u64) -> u32 {
-    ((timestamp_ms + SHANGHAI_OFFSET_MS) / DAY_MS) as u32
+    (timestamp_ms.saturating_add(SHANGHAI_OFFSET_MS) / DAY_MS).min(u32::MAX as u64) as u32
 }
 
 /// Proleptic Gregorian year of a day number (days since 1970-01-01), after Howard Hinnant's

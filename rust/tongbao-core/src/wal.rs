@@ -870,9 +870,16 @@ fn replay_batch(
             }
             SigMode::Replay(statuses)
         }
-        _ => SigMode::Verify,
+        // No outcome (the process died between the two records): the audit verifies every
+        // signature; recovery does what the ledger does live (a trusting ledger trusts).
+        _ if verify || ledger.verify_signatures() => SigMode::Verify,
+        _ => SigMode::Trust,
     };
-    let (replayed, receipt) = ledger.settle_with(txs, timestamp_ms, mode).map_err(|e| {
+    let replayed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        ledger.settle_with(txs, timestamp_ms, mode)
+    }))
+    .map_err(|_| corrupt(path, offset, &format!("batch {seq}: replay panicked")))?;
+    let (replayed, receipt) = replayed.map_err(|e| {
         corrupt(
             path,
             offset,
@@ -1579,6 +1586,62 @@ mod tests {
             assert_eq!(audit(&dir, 1).unwrap().outstanding_fen, 1_000_000);
             fs::remove_dir_all(&dir).unwrap();
         }
+    }
+
+    #[test]
+    fn a_trusting_ledger_recovers_a_batch_without_outcome_as_it_settled_it() {
+        let dir = temp_dir("trust");
+        let mut keys = Keyring::new();
+        let trusting = LedgerConfig {
+            threads: 1,
+            verify_signatures: false,
+        };
+        let digest = {
+            let (mut ledger, _) = Ledger::open(&dir, trusting, options(0)).unwrap();
+            setup(&mut ledger, &mut keys);
+            let built = build_payments(
+                &ledger,
+                &keys,
+                &[Payment {
+                    payer: OP,
+                    payee: 100,
+                    amount_fen: 7,
+                }],
+                2_000,
+                60_000,
+                b"",
+                false,
+            )
+            .unwrap();
+            let mut tx = built.transactions[0].clone();
+            let last = tx.len() - 1;
+            tx[last] ^= 1; // a bad signature, accepted because signatures are trusted
+            let (statuses, _) = ledger.settle(&[tx], 2_000).unwrap();
+            assert_eq!(statuses, vec![Status::Ok]);
+            ledger.state_digest()
+        };
+        // Drop the final outcome record, as a crash between the two records would.
+        let (segments, _) = list_dir(&dir).unwrap();
+        let path = &segments[0].1;
+        let buf = fs::read(path).unwrap();
+        let mut offset = 0;
+        let mut last_start = 0;
+        while let RecordRead::Record { end, .. } = read_record(&buf, offset) {
+            last_start = offset;
+            offset = end;
+        }
+        fs::write(path, &buf[..last_start]).unwrap();
+        let trusting = LedgerConfig {
+            threads: 1,
+            verify_signatures: false,
+        };
+        let (ledger, report) = Ledger::open(&dir, trusting, options(0)).unwrap();
+        assert_eq!(report.batches_without_outcome, 1);
+        assert_eq!(ledger.state_digest(), digest);
+        // The auditor verifies every signature: of the two transactions the trusting ledger
+        // settled (the issue and the payment), it accepts only the issue.
+        assert_eq!(audit(&dir, 1).unwrap().transactions_ok, 1);
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

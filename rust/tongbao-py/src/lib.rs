@@ -951,6 +951,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("TX_BYTES_MAX", format::TX_BYTES_MAX)?;
     m.add("BATCH_TX_COUNT_MAX", format::BATCH_TX_COUNT_MAX)?;
     m.add("CLOCK_SKEW_MS_MAX", core::ledger::CLOCK_SKEW_MS_MAX)?;
+    m.add("TIMESTAMP_MS_MAX", core::ledger::TIMESTAMP_MS_MAX)?;
     m.add(
         "STATUS_NAMES",
         Status::ALL.iter().map(|s| s.name()).collect::<Vec<_>>(),
