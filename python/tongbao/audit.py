@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any, cast
 
 from tongbao import _core
 
@@ -46,18 +47,4 @@ def verify_log(path: str | os.PathLike[str], threads: int = 0) -> AuditReport:
     Raises :class:`tongbao.errors.CorruptLog` naming the file and offset of the first problem
     (a torn final record is reported in ``torn_tail_bytes``, not raised). Releases the GIL.
     """
-    d = _core.audit_log(os.fspath(path), threads)
-    return AuditReport(
-        segments=int(d["segments"]),  # type: ignore[call-overload]
-        records=int(d["records"]),  # type: ignore[call-overload]
-        wallets=int(d["wallets"]),  # type: ignore[call-overload]
-        batches=int(d["batches"]),  # type: ignore[call-overload]
-        transactions=int(d["transactions"]),  # type: ignore[call-overload]
-        transactions_ok=int(d["transactions_ok"]),  # type: ignore[call-overload]
-        issued_fen=int(d["issued_fen"]),  # type: ignore[call-overload]
-        redeemed_fen=int(d["redeemed_fen"]),  # type: ignore[call-overload]
-        outstanding_fen=int(d["outstanding_fen"]),  # type: ignore[call-overload]
-        last_receipt_hash=bytes(d["last_receipt_hash"]),  # type: ignore[call-overload]
-        torn_tail_bytes=int(d["torn_tail_bytes"]),  # type: ignore[call-overload]
-        batches_without_outcome=int(d["batches_without_outcome"]),  # type: ignore[call-overload]
-    )
+    return AuditReport(**cast(dict[str, Any], _core.audit_log(os.fspath(path), threads)))

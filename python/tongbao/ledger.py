@@ -23,7 +23,7 @@ import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -59,21 +59,9 @@ class Receipt:
         return self.status_counts.get(Status.OK, 0)
 
     @classmethod
-    def _from_core(cls, d: dict[str, object]) -> Receipt:
-        counts = d["status_counts"]
-        assert isinstance(counts, dict)
-        return cls(
-            seq=int(d["seq"]),  # type: ignore[call-overload]
-            timestamp_ms=int(d["timestamp_ms"]),  # type: ignore[call-overload]
-            tx_count=int(d["tx_count"]),  # type: ignore[call-overload]
-            status_counts={Status(k): int(v) for k, v in counts.items()},
-            value_moved_fen=int(d["value_moved_fen"]),  # type: ignore[call-overload]
-            swept_fen=int(d["swept_fen"]),  # type: ignore[call-overload]
-            issued_fen=int(d["issued_fen"]),  # type: ignore[call-overload]
-            redeemed_fen=int(d["redeemed_fen"]),  # type: ignore[call-overload]
-            prev_hash=bytes(d["prev_hash"]),  # type: ignore[call-overload]
-            hash=bytes(d["hash"]),  # type: ignore[call-overload]
-        )
+    def _from_core(cls, d: dict[str, Any]) -> Receipt:
+        counts = {Status(k): int(v) for k, v in d["status_counts"].items()}
+        return cls(**{**d, "status_counts": counts})
 
 
 @dataclass(frozen=True)
@@ -426,7 +414,9 @@ class Ledger:
         items = batch if isinstance(batch, bytes) else list(batch)
         codes, receipt = self._core.settle(items, int(timestamp_ms))
         statuses = np.frombuffer(codes, dtype=np.uint8)
-        return Settlement(statuses=statuses, receipt=Receipt._from_core(receipt))
+        return Settlement(
+            statuses=statuses, receipt=Receipt._from_core(cast(dict[str, Any], receipt))
+        )
 
     def build_payments(
         self,

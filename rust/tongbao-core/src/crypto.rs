@@ -161,11 +161,12 @@ fn ed25519_verify_one(
     message: &[u8],
     signature: &[u8; 64],
 ) -> bool {
-    let Some(p) = ed25519_prepare(a, message, signature) else {
-        return false;
-    };
-    let minus_a = -a_point;
-    let check = EdwardsPoint::vartime_double_scalar_mul_basepoint(&p.k, &minus_a, &p.s) - p.r;
+    ed25519_prepare(a, message, signature).is_some_and(|p| ed25519_equation(a_point, &p))
+}
+
+/// The cofactored equation for one prepared signature: `[8]([S]B - [k]A - R) == 0`.
+fn ed25519_equation(a_point: &EdwardsPoint, p: &EdPrepared) -> bool {
+    let check = EdwardsPoint::vartime_double_scalar_mul_basepoint(&p.k, &-a_point, &p.s) - p.r;
     check.mul_by_cofactor().is_identity()
 }
 
@@ -218,10 +219,7 @@ fn ed25519_batch_bisect(
         for &j in subset {
             let item = &items[ed_index[j]];
             if let PublicKey::Ed25519 { point, .. } = item.key {
-                let p = &prepared[j];
-                let check =
-                    EdwardsPoint::vartime_double_scalar_mul_basepoint(&p.k, &-point, &p.s) - p.r;
-                ok[ed_index[j]] = check.mul_by_cofactor().is_identity();
+                ok[ed_index[j]] = ed25519_equation(point, &prepared[j]);
             }
         }
         return;

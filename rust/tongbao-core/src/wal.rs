@@ -267,7 +267,7 @@ fn write_attrs(w: &mut Writer, a: &WalletAttrs) {
     w.u8(a.status as u8);
 }
 
-fn read_registration(r: &mut SnapReader<'_>) -> Result<Registration> {
+fn read_registration(r: &mut ByteReader<'_>) -> Result<Registration> {
     let id = r.u64()?;
     let kind = WalletKind::from_u8(r.u8()?).ok_or_else(|| r.bad("wallet kind"))?;
     let scheme = Scheme::from_u8(r.u8()?).ok_or_else(|| r.bad("wallet scheme"))?;
@@ -282,7 +282,7 @@ fn read_registration(r: &mut SnapReader<'_>) -> Result<Registration> {
     })
 }
 
-fn read_attrs(r: &mut SnapReader<'_>) -> Result<WalletAttrs> {
+fn read_attrs(r: &mut ByteReader<'_>) -> Result<WalletAttrs> {
     let class = r.u8()?;
     let operator = r.u64()?;
     let parent = r.u64()?;
@@ -322,7 +322,7 @@ pub(crate) fn write_limits(w: &mut Writer, l: &Limits) {
     }
 }
 
-fn read_limits(r: &mut SnapReader<'_>) -> Result<Limits> {
+fn read_limits(r: &mut ByteReader<'_>) -> Result<Limits> {
     let n = r.u8()? as usize;
     let version = String::from_utf8(r.take(n)?.to_vec()).map_err(|_| r.bad("limits version"))?;
     let over_balance_cap = match r.u8()? {
@@ -438,7 +438,7 @@ fn decode_payload<'a>(payload: &'a [u8], path: &Path, offset: usize) -> Result<R
     let (&kind, body) = payload.split_first().ok_or_else(|| bad("empty payload"))?;
     match kind {
         RECORD_WALLETS | RECORD_LIMITS | RECORD_UPDATES => {
-            let mut r = SnapReader {
+            let mut r = ByteReader {
                 buf: body,
                 pos: 0,
                 path,
@@ -612,10 +612,6 @@ impl Store {
     pub fn last_lsn(&self) -> u64 {
         self.next_lsn - 1
     }
-
-    pub fn commit_policy(&self) -> CommitPolicy {
-        self.options.commit
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -638,14 +634,14 @@ impl Writer {
     }
 }
 
-struct SnapReader<'a> {
+struct ByteReader<'a> {
     buf: &'a [u8],
     pos: usize,
     path: &'a Path,
     what: &'static str,
 }
 
-impl<'a> SnapReader<'a> {
+impl<'a> ByteReader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         let end = self
             .pos
@@ -755,7 +751,7 @@ fn load_snapshot(ledger: &mut Ledger, path: &Path) -> Result<u64> {
             path.display()
         )));
     }
-    let mut r = SnapReader {
+    let mut r = ByteReader {
         buf: body,
         pos: 8,
         path,

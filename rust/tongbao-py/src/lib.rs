@@ -142,11 +142,28 @@ impl<'py> BatchRef<'py> {
     }
 }
 
+/// Copy the named fields of a core struct into a dict under the same names.
+macro_rules! set_fields {
+    ($dict:expr, $src:expr, [$($field:ident),* $(,)?]) => {
+        $($dict.set_item(stringify!($field), $src.$field)?;)*
+    };
+}
+
 fn receipt_dict<'py>(py: Python<'py>, r: &core::Receipt) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
-    d.set_item("seq", r.seq)?;
-    d.set_item("timestamp_ms", r.timestamp_ms)?;
-    d.set_item("tx_count", r.tx_count)?;
+    set_fields!(
+        d,
+        r,
+        [
+            seq,
+            timestamp_ms,
+            tx_count,
+            value_moved_fen,
+            swept_fen,
+            issued_fen,
+            redeemed_fen
+        ]
+    );
     let counts = PyDict::new(py);
     for s in Status::ALL {
         let n = r.status_counts[s as usize];
@@ -155,10 +172,6 @@ fn receipt_dict<'py>(py: Python<'py>, r: &core::Receipt) -> PyResult<Bound<'py, 
         }
     }
     d.set_item("status_counts", counts)?;
-    d.set_item("value_moved_fen", r.value_moved_fen)?;
-    d.set_item("swept_fen", r.swept_fen)?;
-    d.set_item("issued_fen", r.issued_fen)?;
-    d.set_item("redeemed_fen", r.redeemed_fen)?;
     d.set_item("prev_hash", PyBytes::new(py, &r.prev_hash))?;
     d.set_item("hash", PyBytes::new(py, &r.hash))?;
     Ok(d)
@@ -229,13 +242,19 @@ impl PyLedger {
             .detach(|| core::Ledger::open(&path, config, options))
             .map_err(CoreError::from)?;
         let d = PyDict::new(py);
-        d.set_item("snapshot_lsn", report.snapshot_lsn)?;
-        d.set_item("records_replayed", report.records_replayed)?;
-        d.set_item("batches_replayed", report.batches_replayed)?;
-        d.set_item("transactions_replayed", report.transactions_replayed)?;
-        d.set_item("batches_without_outcome", report.batches_without_outcome)?;
-        d.set_item("torn_bytes_cut", report.torn_bytes_cut)?;
-        d.set_item("last_lsn", report.last_lsn)?;
+        set_fields!(
+            d,
+            report,
+            [
+                snapshot_lsn,
+                records_replayed,
+                batches_replayed,
+                transactions_replayed,
+                batches_without_outcome,
+                torn_bytes_cut,
+                last_lsn,
+            ]
+        );
         Ok((PyLedger { inner }, d))
     }
 
@@ -539,17 +558,9 @@ impl PyLedger {
         d.set_item("token_count", w.token_ids().len())?;
         let a = &w.attrs;
         d.set_item("wallet_class", a.class)?;
-        d.set_item("operator", a.operator)?;
-        d.set_item("parent", a.parent)?;
-        d.set_item("mcc", a.mcc)?;
-        d.set_item("region", a.region)?;
-        d.set_item("linked_account", a.linked_account)?;
+        set_fields!(d, a, [operator, parent, mcc, region, linked_account]);
         d.set_item("status", a.status as u8)?;
-        let c = &w.counters;
-        d.set_item("day", c.day)?;
-        d.set_item("day_out_fen", c.day_out_fen)?;
-        d.set_item("year", c.year)?;
-        d.set_item("year_out_fen", c.year_out_fen)?;
+        set_fields!(d, w.counters, [day, day_out_fen, year, year_out_fen]);
         Ok(Some(d))
     }
 
@@ -910,21 +921,27 @@ fn audit_log<'py>(
         .detach(|| core::audit(&path, threads))
         .map_err(CoreError::from)?;
     let d = PyDict::new(py);
-    d.set_item("segments", report.segments)?;
-    d.set_item("records", report.records)?;
-    d.set_item("wallets", report.wallets)?;
-    d.set_item("batches", report.batches)?;
-    d.set_item("transactions", report.transactions)?;
-    d.set_item("transactions_ok", report.transactions_ok)?;
-    d.set_item("issued_fen", report.issued_fen)?;
-    d.set_item("redeemed_fen", report.redeemed_fen)?;
-    d.set_item("outstanding_fen", report.outstanding_fen)?;
+    set_fields!(
+        d,
+        report,
+        [
+            segments,
+            records,
+            wallets,
+            batches,
+            transactions,
+            transactions_ok,
+            issued_fen,
+            redeemed_fen,
+            outstanding_fen,
+            torn_tail_bytes,
+            batches_without_outcome,
+        ]
+    );
     d.set_item(
         "last_receipt_hash",
         PyBytes::new(py, &report.last_receipt_hash),
     )?;
-    d.set_item("torn_tail_bytes", report.torn_tail_bytes)?;
-    d.set_item("batches_without_outcome", report.batches_without_outcome)?;
     Ok(d)
 }
 
