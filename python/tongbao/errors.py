@@ -92,3 +92,20 @@ class LedgerClosed(TongbaoError):
 class InvalidLimits(TongbaoError, ValueError):
     """A limits config is malformed or inconsistent; the message names the field. The ledger
     keeps the limits it had."""
+
+
+class PayrollFileError(TongbaoError, ValueError):
+    """A payroll file (CSV or ISO 20022 ``pain.001``) was refused as a whole before any money
+    moved. ``where`` names the place: ``line 17, field amount_yuan`` for CSV, an XPath such as
+    ``/Document/CstmrCdtTrfInitn/PmtInf[1]/CdtTrfTxInf[3]/Amt/InstdAmt (line 40)`` for XML;
+    ``reason`` says what is wrong."""
+
+    def __init__(self, where: str, reason: str) -> None:
+        super().__init__(f"{where}: {reason}")
+        self.where = where
+        self.reason = reason
+
+
+class PayrollRunError(TongbaoError):
+    """A payroll run cannot go on: its employer cannot sign, its recorded plan does not match
+    the file, or its plan expired before it could be completed. The message says what to do."""
