@@ -231,6 +231,50 @@ def _q(tag: str) -> str:
     return f"{{{PAIN001_NS}}}{tag}"
 
 
+_GRPHDR, _PMTINF, _TX = _q("GrpHdr"), _q("PmtInf"), _q("CdtTrfTxInf")
+_PMTID, _E2E, _AMT, _INSTDAMT = _q("PmtId"), _q("EndToEndId"), _q("Amt"), _q("InstdAmt")
+_CDTRACCT, _ACCT_ID = _q("CdtrAcct"), f"{_q('Id')}/{_q('Othr')}/{_q('Id')}"
+
+
+def _tx_fields(
+    elem: etree._Element,
+) -> tuple[str | None, etree._Element | None, str | None]:
+    """EndToEndId text, the InstdAmt element and the creditor wallet text of a CdtTrfTxInf,
+    by one pass over its children (each None when absent)."""
+    e2e = payee = None
+    amt = None
+    for child in elem:
+        t = child.tag
+        if t == _PMTID:
+            for g in child:
+                if g.tag == _E2E:
+                    e2e = g.text or ""
+        elif t == _AMT:
+            for g in child:
+                if g.tag == _INSTDAMT:
+                    amt = g
+        elif t == _CDTRACCT:
+            payee = child.findtext(_ACCT_ID)
+    return e2e, amt, payee
+
+
+def _check_root(path: Path) -> None:
+    """The document element must be pain.001.001.09's Document (read without the rest)."""
+    try:
+        for _, root in etree.iterparse(
+            str(path), events=("start",), resolve_entities=False, no_network=True
+        ):
+            if root.tag != _q("Document"):
+                raise PayrollFileError(
+                    f"/{etree.QName(root).localname} (line {root.sourceline})",
+                    f"root must be Document in namespace {PAIN001_NS}, "
+                    f"got {etree.QName(root).text}",
+                )
+            return
+    except etree.XMLSyntaxError as exc:
+        raise PayrollFileError(f"line {exc.lineno}", f"not well-formed XML: {exc.msg}") from None
+
+
 def _text(elem: etree._Element, path: list[str], where: str, what: str) -> str:
     node: etree._Element | None = elem
     for tag in path:
@@ -288,10 +332,11 @@ def parse_pain001(path: str | Path) -> Payroll:
     block_sum = 0
     block_declared: tuple[str, str] | None = None
     categories: set[str] = set()
-    tx_tag = _q("CdtTrfTxInf")
+    _check_root(path)
     context = etree.iterparse(
         str(path),
         events=("start", "end"),
+        tag=(_GRPHDR, _PMTINF, _TX),
         resolve_entities=False,
         no_network=True,
         huge_tree=False,
@@ -301,19 +346,12 @@ def parse_pain001(path: str | Path) -> Payroll:
         for event, elem in context:
             tag = elem.tag
             if event == "start":
-                if tag == _q("Document") or elem.getparent() is None:
-                    if tag != _q("Document"):
-                        raise PayrollFileError(
-                            f"/{etree.QName(elem).localname} (line {elem.sourceline})",
-                            f"root must be Document in namespace {PAIN001_NS}, "
-                            f"got {etree.QName(elem).text}",
-                        )
-                elif tag == _q("PmtInf"):
+                if tag == _PMTINF:
                     block_count += 1
                     tx_in_block = 0
                     block_sum = 0
                 continue
-            if tag == _q("GrpHdr"):
+            if tag == _GRPHDR:
                 where = f"{root_path}/GrpHdr"
                 group["MsgId"] = _text(elem, ["MsgId"], where, "MsgId")
                 _check_reference(f"{where}/MsgId", group["MsgId"], "MsgId")
@@ -324,14 +362,18 @@ def parse_pain001(path: str | Path) -> Payroll:
                 group["CtrlSum"] = (ctrl.text or "").strip()
                 group["line"] = str(elem.sourceline)
                 elem.clear()
-            elif tag == _q("CdtTrfTxInf"):
+            elif tag == _TX:
                 tx_in_block += 1
                 where = f"{root_path}/PmtInf[{block_count}]/CdtTrfTxInf[{tx_in_block}]"
                 line = elem.sourceline or 0
-                where_l = f"{where} (line {line})"
                 if len(payroll.payees) >= PAYEES_MAX:
-                    raise PayrollFileError(where_l, f"more than {PAYEES_MAX:,} payees")
-                e2e = _text(elem, ["PmtId", "EndToEndId"], where, "EndToEndId")
+                    raise PayrollFileError(
+                        f"{where} (line {line})", f"more than {PAYEES_MAX:,} payees"
+                    )
+                e2e, amt, payee_text = _tx_fields(elem)
+                if e2e is None:
+                    raise PayrollFileError(f"{where}/PmtId/EndToEndId", "missing EndToEndId")
+                e2e = e2e.strip()
                 _check_reference(f"{where}/PmtId/EndToEndId (line {line})", e2e, "EndToEndId")
                 if e2e in seen:
                     raise PayrollFileError(
@@ -339,7 +381,6 @@ def parse_pain001(path: str | Path) -> Payroll:
                         f"duplicate EndToEndId {e2e!r}",
                     )
                 seen.add(e2e)
-                amt = elem.find(f"{_q('Amt')}/{_q('InstdAmt')}")
                 if amt is None:
                     raise PayrollFileError(f"{where}/Amt/InstdAmt (line {line})", "missing")
                 amt_where = f"{where}/Amt/InstdAmt (line {amt.sourceline})"
@@ -352,7 +393,15 @@ def parse_pain001(path: str | Path) -> Payroll:
                     raise PayrollFileError(amt_where, "amount is zero")
                 if amount > AMOUNT_FEN_MAX:
                     raise PayrollFileError(amt_where, f"over {AMOUNT_FEN_MAX} fen")
-                payee = _wallet_of(elem, ["CdtrAcct", "Id", "Othr", "Id"], where, "creditor wallet")
+                payee_where = f"{where}/CdtrAcct/Id/Othr/Id (line {line})"
+                if payee_text is None:
+                    raise PayrollFileError(payee_where, "missing creditor wallet")
+                payee_text = payee_text.strip()
+                if _WALLET.fullmatch(payee_text) is None or not (
+                    0 < int(payee_text) <= WALLET_ID_MAX
+                ):
+                    raise PayrollFileError(payee_where, f"{payee_text!r} is not a wallet id")
+                payee = int(payee_text)
                 payroll.payees.append(payee)
                 payroll.amounts_fen.append(amount)
                 payroll.lines.append(line)
@@ -364,10 +413,10 @@ def parse_pain001(path: str | Path) -> Payroll:
                 elem.clear()
                 parent = elem.getparent()
                 prev = elem.getprevious()
-                while parent is not None and prev is not None and prev.tag == tx_tag:
+                while parent is not None and prev is not None and prev.tag == _TX:
                     parent.remove(prev)
                     prev = elem.getprevious()
-            elif tag == _q("PmtInf"):
+            elif tag == _PMTINF:
                 where = f"{root_path}/PmtInf[{block_count}]"
                 pmt_id = _text(elem, ["PmtInfId"], where, "PmtInfId")
                 _check_reference(f"{where}/PmtInfId", pmt_id, "PmtInfId")

@@ -515,6 +515,8 @@ class RunResult:
     amount_rejected_fen: int
     duration_s: float
     resumed: bool
+    #: Seconds spent planning (pre-flight, build, sign, write), settling and reporting.
+    phases_s: dict[str, float]
     group_status: str
 
     @property
@@ -538,6 +540,7 @@ class RunResult:
             "duration_s": round(self.duration_s, 3),
             "payees_per_s": round(self.payees_per_s, 1),
             "resumed": self.resumed,
+            "phases_s": {k: round(v, 3) for k, v in self.phases_s.items()},
         }
 
 
@@ -586,6 +589,7 @@ def run_payroll(
             f"the file's debtor wallet is {payroll.debtor}, not the employer {employer}"
         )
     started = time.perf_counter()
+    phases = {"plan": 0.0, "settle": 0.0, "report": 0.0}
     directory = Path(run_root) / payroll.run_id
     directory.mkdir(parents=True, exist_ok=True)
     plan_path = directory / "plan.bin"
@@ -610,7 +614,9 @@ def run_payroll(
             )
     for _attempt in range(REPLANS_MAX + 1):
         if plan is None:
-            generation = 0 if not resumed else _next_generation(directory)
+            # After a dead plan, the next generation (its own progress log).
+            generation = _next_generation(directory)
+            t = time.perf_counter()
             plan = make_plan(
                 ledger,
                 keyring,
@@ -622,9 +628,12 @@ def run_payroll(
                 generation=generation,
             )
             write_atomic(plan_path, plan.to_bytes())
+            phases["plan"] += time.perf_counter() - t
         progress = Progress(directory / f"progress-{plan.generation}.log")
         statuses = progress.read(len(plan.txs))
+        t = time.perf_counter()
         _settle(ledger, plan, progress, statuses, now, batch_chunks, on_progress)
+        phases["settle"] += time.perf_counter() - t
         if len(plan.txs) and statuses[0] in (Status.INPUT_SPENT, Status.UNKNOWN_INPUT):
             # The funding transaction lost an input to another payment: it can never settle,
             # so no chunk of this plan can either. Plan again from the ledger as it is.
@@ -664,10 +673,13 @@ def run_payroll(
         amount_paid_fen=int(amounts[paid_mask].astype(object).sum()) if paid else 0,
         amount_rejected_fen=int(amounts[~paid_mask].astype(object).sum()) if paid < n else 0,
         duration_s=0.0,
+        phases_s=phases,
         resumed=resumed,
         group_status=group,
     )
+    t = time.perf_counter()
     write_reports(result, payroll)
+    phases["report"] = time.perf_counter() - t
     result.duration_s = time.perf_counter() - started
     write_atomic(
         directory / "summary.json",

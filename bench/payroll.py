@@ -1,0 +1,130 @@
+"""Payroll end to end on the embedded durable ledger, against the engine's own settle rate.
+
+For each size (default 100,000 and 1,000,000 payees), in a fresh child process (so each peak
+memory is its own): generate a pain.001 file and a funded world (not timed), then time
+``run_payroll`` end to end: parse (lxml iterparse), pre-flight, plan, sign (one Rust batch
+call), write the plan, settle (fsync per batch of 64 chunks), write report.csv and pain.002.
+
+Baseline, in the same run: the engine settling single-payee transfers (built by
+``build_payments``) with signatures OFF, in memory — the fastest the engine moves money one
+payee per transaction. The ratio payroll payees/s ÷ baseline payees/s is what the issue asks
+about: one signature covers a thousand payees, so payroll should come close.
+
+    python bench/payroll.py                       # 100k and 1M
+    python bench/payroll.py --payees 100000       # one size
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import tongbao as tb
+from tongbao import payroll
+from tongbao.payroll import generate as gen
+
+RUN_MS = gen.WORLD_TIMESTAMP_MS + 86_400_000
+BASELINE_PAYMENTS = 100_000
+BASELINE_BATCH = 4_096
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def one_size(payees: int) -> dict[str, object]:
+    with tempfile.TemporaryDirectory(prefix="tb-payroll-bench-") as tmp:
+        d = Path(tmp)
+        spec = gen.PayrollSpec(payees=payees, seed=42)
+        t = time.perf_counter()
+        gen.write_pain001(spec, d / "payroll.xml")
+        with tb.Ledger.open(d / "ledger") as ledger:
+            gen.setup_world(ledger, tb.Keyring(), spec)
+        setup_s = time.perf_counter() - t
+        rss_before = peak_rss_mb()
+        with tb.Ledger.open(d / "ledger") as ledger:
+            keys = tb.Keyring()
+            keys.generate([spec.employer], int(tb.Scheme.ED25519), b"tongbao")
+            t = time.perf_counter()
+            parsed = payroll.parse_file(d / "payroll.xml")
+            parse_s = time.perf_counter() - t
+            result = payroll.run_payroll(
+                ledger, keys, parsed, spec.employer, d / "runs", timestamp_ms=RUN_MS
+            )
+            total_s = parse_s + result.duration_s
+            assert result.paid == payees, result.summary()
+            assert ledger.balance(spec.employer) == spec.margin_fen
+            ledger.check_invariants()
+        return {
+            "payees": payees,
+            "setup_s": round(setup_s, 2),
+            "parse_s": round(parse_s, 2),
+            **{f"{k}_s": round(v, 2) for k, v in result.phases_s.items()},
+            "total_s": round(total_s, 2),
+            "payees_per_s": round(payees / total_s),
+            "transactions": len(result.plan.txs),
+            "pain002_mb": round((result.directory / "pain.002.xml").stat().st_size / 1e6, 1),
+            "file_mb": round((d / "payroll.xml").stat().st_size / 1e6, 1),
+            "peak_rss_mb_setup": round(rss_before),
+            "peak_rss_mb": round(peak_rss_mb()),
+        }
+
+
+def baseline() -> dict[str, object]:
+    """Single-payee transfers, signatures off, in memory: settle time only."""
+    ledger = tb.Ledger(verify_signatures=False)
+    keys = tb.Keyring()
+    ledger.open_wallets(keys, [1], tb.WalletKind.CENTRAL_BANK)
+    ledger.open_wallets(keys, [1000], tb.WalletKind.OPERATOR)
+    payees = list(range(10_000_000, 10_000_000 + 10_000))
+    ledger.open_wallets(keys, payees, tb.WalletKind.PERSONAL)
+    issue = tb.issue(keys, 1, [(1000, 10**12)] * 64, timestamp_ms=gen.WORLD_TIMESTAMP_MS)
+    ledger.settle([issue], gen.WORLD_TIMESTAMP_MS)
+    settle_s = 0.0
+    done = 0
+    while done < BASELINE_PAYMENTS:
+        n = min(BASELINE_BATCH, BASELINE_PAYMENTS - done)
+        payers = [1000] * n
+        to = [payees[(done + i) % len(payees)] for i in range(n)]
+        txs, _ = ledger.build_payments(keys, payers, to, [100] * n, gen.WORLD_TIMESTAMP_MS)
+        t = time.perf_counter()
+        result = ledger.settle(txs, gen.WORLD_TIMESTAMP_MS)
+        settle_s += time.perf_counter() - t
+        assert result.ok
+        done += n
+    return {"payments": done, "settle_s": round(settle_s, 2), "payees_per_s": round(done / settle_s)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--payees", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--baseline", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(one_size(args.one)))
+        return
+    if args.baseline:
+        print(json.dumps(baseline()))
+        return
+    me = [sys.executable, __file__]
+    base = json.loads(subprocess.check_output([*me, "--baseline"]))
+    print(f"baseline: engine, single-payee transfers, signatures off, in memory: "
+          f"{base['payees_per_s']:,} payees/s ({base['payments']:,} in {base['settle_s']} s)")
+    for n in args.payees:
+        row = json.loads(subprocess.check_output([*me, "--one", str(n)]))
+        ratio = row["payees_per_s"] / base["payees_per_s"]
+        print(json.dumps(row))
+        print(f"{n:>9,} payees: {row['payees_per_s']:,} payees/s end to end "
+              f"(durable, signatures on) = {ratio:.2f}x the baseline; "
+              f"peak RSS {row['peak_rss_mb']} MB")
+
+
+if __name__ == "__main__":
+    main()
