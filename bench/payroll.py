@@ -98,7 +98,11 @@ def baseline() -> dict[str, object]:
         settle_s += time.perf_counter() - t
         assert result.ok
         done += n
-    return {"payments": done, "settle_s": round(settle_s, 2), "payees_per_s": round(done / settle_s)}
+    return {
+        "payments": done,
+        "settle_s": round(settle_s, 2),
+        "payees_per_s": round(done / settle_s),
+    }
 
 
 def main() -> None:
@@ -115,15 +119,19 @@ def main() -> None:
         return
     me = [sys.executable, __file__]
     base = json.loads(subprocess.check_output([*me, "--baseline"]))
-    print(f"baseline: engine, single-payee transfers, signatures off, in memory: "
-          f"{base['payees_per_s']:,} payees/s ({base['payments']:,} in {base['settle_s']} s)")
+    print(
+        f"baseline: engine, single-payee transfers, signatures off, in memory: "
+        f"{base['payees_per_s']:,} payees/s ({base['payments']:,} in {base['settle_s']} s)"
+    )
     for n in args.payees:
         row = json.loads(subprocess.check_output([*me, "--one", str(n)]))
         ratio = row["payees_per_s"] / base["payees_per_s"]
         print(json.dumps(row))
-        print(f"{n:>9,} payees: {row['payees_per_s']:,} payees/s end to end "
-              f"(durable, signatures on) = {ratio:.2f}x the baseline; "
-              f"peak RSS {row['peak_rss_mb']} MB")
+        print(
+            f"{n:>9,} payees: {row['payees_per_s']:,} payees/s end to end "
+            f"(durable, signatures on) = {ratio:.2f}x the baseline; "
+            f"peak RSS {row['peak_rss_mb']} MB"
+        )
 
 
 if __name__ == "__main__":
