@@ -23,6 +23,7 @@ import tongbao as tb
 from tongbao import payroll
 from tongbao.errors import PayrollFileError, PayrollRunError
 from tongbao.payroll import generate as gen
+from tongbao.payroll import run as payroll_run
 from tongbao.payroll.inputs import parse_csv_bytes
 from tongbao.payroll.reports import PAIN002_NS
 from tongbao.payroll.run import Plan, Reason, make_plan, write_atomic
@@ -464,6 +465,7 @@ class CrashingLedger:
     def __init__(self, ledger: tb.Ledger, crash_at: int, after: bool) -> None:
         self.inner, self.crash_at, self.after, self.calls = ledger, crash_at, after, 0
         self.wallet, self.unspent = ledger.wallet, ledger.unspent
+        self.payee_states = ledger.payee_states
 
     @property
     def limits(self) -> tb.Limits:
@@ -629,3 +631,83 @@ def test_plan_round_trips_and_detects_damage(tmp_path: Path) -> None:
     with pytest.raises(PayrollRunError, match="checksum"):
         Plan.from_bytes(damaged)
     assert [Status(s) for s in ledger.settle(plan.txs, RUN_MS).statuses] == [Status.OK] * 2
+
+
+# -- parsing at scale and the engine's view of payees ----------------------------------------
+
+
+def test_an_error_deep_in_a_large_file_is_named_exactly(tmp_path: Path) -> None:
+    rows = [(100_000 + i, 1_00 + i, f"E{i}") for i in range(1_300)]
+    data = pain001_bytes(rows).replace(
+        b'<InstdAmt Ccy="CNY">7.77</InstdAmt>', b'<InstdAmt Ccy="EUR">7.77</InstdAmt>'
+    )
+    with pytest.raises(PayrollFileError) as info:
+        payroll.parse_file(write(tmp_path, "big.xml", data))
+    # item i = 677 (0-based) has amount 1.00 + 6.77 = 7.77: CdtTrfTxInf[678], in the second
+    # batch of PARSE_BATCH, on line 5 header lines + 678
+    assert info.value.where == f"{TX1}[678]/Amt/InstdAmt (line 683)"
+    assert "currency must be CNY" in info.value.reason
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(1, 2**64 - 1),
+            st.integers(1, 10**13),
+            st.text(
+                st.characters(
+                    min_codepoint=33, max_codepoint=0x2FFF, exclude_characters=',"<>&'
+                ).filter(str.isprintable),
+                min_size=1,
+                max_size=35,
+            ),
+        ),
+        min_size=1,
+        max_size=700,
+        unique_by=lambda r: r[2],
+    )
+)
+def test_csv_and_pain001_parse_to_the_same_items(rows: list[tuple[int, int, str]]) -> None:
+    import tempfile
+
+    a = parse_csv_bytes(csv_bytes(rows))
+    with tempfile.TemporaryDirectory() as d:
+        b = payroll.parse_file(write(Path(d), "p.xml", pain001_bytes(rows)))
+    for p in (a, b):
+        assert list(p.payees) == [r[0] for r in rows]
+        assert list(p.amounts_fen) == [r[1] for r in rows]
+        assert p.references == [r[2] for r in rows]
+
+
+def test_payee_states_agree_with_wallet_info_and_with_settlement() -> None:
+    ledger, keys = tb.Ledger(), tb.Keyring()
+    ledger.set_limits(tb.load_limits())  # over_balance_cap = "sweep"
+    make_world(ledger, keys, [], 10_000_000)
+    plain, linked, sub, frozen = 200_001, 200_002, 200_003, 200_004
+    ledger.open_wallets(keys, [plain, frozen], WalletKind.PERSONAL, wallet_class=4, operator=1000)
+    ledger.open_wallets(
+        keys, [linked], WalletKind.PERSONAL, wallet_class=4, operator=1000, linked_account=True
+    )
+    ledger.open_wallets(
+        keys, [sub], WalletKind.PERSONAL, wallet_class=2, parent=plain, operator=1000
+    )
+    ledger.freeze([frozen])
+    ids = [plain, linked, sub, frozen, EMPLOYER, 424_242]
+    states = ledger.payee_states(ids)
+    limits = ledger.limits
+    for i, w in enumerate(ids[:-1]):
+        info = ledger.wallet(w)
+        assert info is not None
+        assert states.status[i] == info.status and states.balance_fen[i] == info.balance_fen
+        cap = payroll_run.limits_of(limits, info).balance_cap_fen
+        assert int(states.balance_cap_fen[i]) == (states.NO_CAP if cap is None else cap)
+    assert states.status[-1] == states.UNKNOWN
+    assert states.can_sweep.tolist() == [False, True, False, False, False, False]
+    # ...and settlement agrees: over the cap, the linked wallet is swept, the plain refused
+    over = int(states.balance_cap_fen[0]) + 1
+    statuses = []
+    for payee in (plain, linked):
+        txs, _ = ledger.build_payments(keys, [EMPLOYER], [payee], [over], RUN_MS)
+        statuses.append(ledger.settle(txs, RUN_MS).status(0))
+    assert statuses == [Status.LIMIT_BALANCE, Status.OK]

@@ -119,6 +119,10 @@ class Ledger:
     def balances(self, wallet_ids: Sequence[int]) -> bytes:
         """Balances as little-endian u64 bytes."""
 
+    def payee_states(self, wallet_ids: Sequence[int]) -> tuple[bytes, bytes, bytes, bytes]:
+        """Status (u8, 255 unknown), balance (u64 LE), balance cap (u64 LE, max: none) and
+        can-sweep (u8) of many wallets; releases the GIL."""
+
     def wallet_info(self, wallet_id: int) -> dict[str, Any] | None:
         """The wallet's fields as a dict, or None."""
 

@@ -40,8 +40,8 @@ from tongbao.errors import PayrollFileError
 PAYEES_MAX = 1_000_000
 #: Longest reference / EndToEndId / MsgId / PmtInfId (ISO 20022 Max35Text).
 ID_LEN_MAX = 35
-#: Largest single amount accepted, in fen (¥10^13: far inside u64, sums of 10^6 stay inside).
-AMOUNT_FEN_MAX = 10**15
+#: Largest single amount accepted, in fen (¥100 billion): PAYEES_MAX of them sum inside u64.
+AMOUNT_FEN_MAX = 10**13
 #: Largest wallet id (u64).
 WALLET_ID_MAX = 2**64 - 1
 #: Category purposes a payroll run accepts: salary, bonus, pension.
@@ -258,6 +258,89 @@ def _tx_fields(
     return e2e, amt, payee
 
 
+#: Transactions read per batch (one set of XPath evaluations over the batch).
+PARSE_BATCH = 512
+_NSMAP = {"p": PAIN001_NS}
+_XP_E2E = etree.XPath(
+    "p:CdtTrfTxInf/p:PmtId/p:EndToEndId/text()", namespaces=_NSMAP, smart_strings=False
+)
+_XP_AMT = etree.XPath(
+    "p:CdtTrfTxInf/p:Amt/p:InstdAmt/text()", namespaces=_NSMAP, smart_strings=False
+)
+_XP_CCY = etree.XPath("p:CdtTrfTxInf/p:Amt/p:InstdAmt/@Ccy", namespaces=_NSMAP, smart_strings=False)
+_XP_PAYEE = etree.XPath(
+    "p:CdtTrfTxInf/p:CdtrAcct/p:Id/p:Othr/p:Id/text()", namespaces=_NSMAP, smart_strings=False
+)
+
+
+def _read_batch_fast(
+    parent: etree._Element, elems: list[etree._Element], seen: set[str]
+) -> list[tuple[str, int, int, int]] | None:
+    """Read a batch of well-formed transactions (every CdtTrfTxInf child of ``parent``) with
+    four XPath evaluations; None if anything is off (then :func:`_read_tx` finds and names it).
+    """
+    n = len(elems)
+    e2es, amts, ccys, payees = _XP_E2E(parent), _XP_AMT(parent), _XP_CCY(parent), _XP_PAYEE(parent)
+    if not (len(e2es) == len(amts) == len(ccys) == len(payees) == n):
+        return None
+    if any(c != CURRENCY for c in ccys):
+        return None
+    out = []
+    batch_seen: set[str] = set()
+    for j in range(n):
+        e2e = str(e2es[j]).strip()
+        amount = parse_yuan(str(amts[j]).strip())
+        payee_text = str(payees[j]).strip()
+        if (
+            not e2e
+            or len(e2e) > ID_LEN_MAX
+            or not e2e.isprintable()
+            or e2e in seen
+            or e2e in batch_seen
+            or amount is None
+            or not 0 < amount <= AMOUNT_FEN_MAX
+            or _WALLET.fullmatch(payee_text) is None
+            or not 0 < int(payee_text) <= WALLET_ID_MAX
+        ):
+            return None
+        batch_seen.add(e2e)
+        out.append((e2e, amount, int(payee_text), elems[j].sourceline or 0))
+    return out
+
+
+def _read_tx(elem: etree._Element, where: str, seen: set[str]) -> tuple[str, int, int, int]:
+    """One CdtTrfTxInf, every check with its XPath and line: (EndToEndId, amount in fen,
+    payee wallet, line). ``seen`` holds the EndToEndIds before it (this one is added)."""
+    line = elem.sourceline or 0
+    e2e, amt, payee_text = _tx_fields(elem)
+    if e2e is None:
+        raise PayrollFileError(f"{where}/PmtId/EndToEndId", "missing EndToEndId")
+    e2e = e2e.strip()
+    _check_reference(f"{where}/PmtId/EndToEndId (line {line})", e2e, "EndToEndId")
+    if e2e in seen:
+        raise PayrollFileError(
+            f"{where}/PmtId/EndToEndId (line {line})", f"duplicate EndToEndId {e2e!r}"
+        )
+    seen.add(e2e)
+    if amt is None:
+        raise PayrollFileError(f"{where}/Amt/InstdAmt (line {line})", "missing")
+    amt_where = f"{where}/Amt/InstdAmt (line {amt.sourceline})"
+    if amt.get("Ccy") != CURRENCY:
+        raise PayrollFileError(amt_where, f"currency must be {CURRENCY}, got {amt.get('Ccy')!r}")
+    amount = _decimal_fen((amt.text or "").strip(), amt_where)
+    if amount == 0:
+        raise PayrollFileError(amt_where, "amount is zero")
+    if amount > AMOUNT_FEN_MAX:
+        raise PayrollFileError(amt_where, f"over {AMOUNT_FEN_MAX} fen")
+    payee_where = f"{where}/CdtrAcct/Id/Othr/Id (line {line})"
+    if payee_text is None:
+        raise PayrollFileError(payee_where, "missing creditor wallet")
+    payee_text = payee_text.strip()
+    if _WALLET.fullmatch(payee_text) is None or not 0 < int(payee_text) <= WALLET_ID_MAX:
+        raise PayrollFileError(payee_where, f"{payee_text!r} is not a wallet id")
+    return e2e, amount, int(payee_text), line
+
+
 def _check_root(path: Path) -> None:
     """The document element must be pain.001.001.09's Document (read without the rest)."""
     try:
@@ -332,6 +415,44 @@ def parse_pain001(path: str | Path) -> Payroll:
     block_sum = 0
     block_declared: tuple[str, str] | None = None
     categories: set[str] = set()
+    pending: list[etree._Element] = []
+    leftover: list[etree._Element] = []
+
+    def flush(block_no: int, first: int) -> int:
+        """Read the pending transactions of block ``block_no`` (``first`` is the 1-based index
+        of the first in its block), append them to the payroll, free them; returns their sum."""
+        elems = pending[:]
+        pending.clear()
+        parent = elems[0].getparent()
+        assert parent is not None
+        for old in leftover:
+            parent.remove(old)
+        leftover.clear()
+        base = f"{root_path}/PmtInf[{block_no}]/CdtTrfTxInf"
+        room = PAYEES_MAX - len(payroll.payees)
+        if len(elems) > room:
+            where = f"{base}[{first + room}] (line {elems[room].sourceline})"
+            raise PayrollFileError(where, f"more than {PAYEES_MAX:,} payees")
+        read = _read_batch_fast(parent, elems, seen)
+        if read is None:  # something is wrong: find it, one transaction at a time
+            read = [_read_tx(e, f"{base}[{first + j}]", seen) for j, e in enumerate(elems)]
+        total = 0
+        for e2e, amount, payee, line in read:
+            payroll.payees.append(payee)
+            payroll.amounts_fen.append(amount)
+            payroll.lines.append(line)
+            payroll.blocks.append(block_no - 1)
+            payroll.references.append(e2e)
+            seen.add(e2e)
+            total += amount
+        # Bounded memory: drop what was read (the element iterparse is on stays, cleared,
+        # until the next batch or the end of the block).
+        for e in elems[:-1]:
+            parent.remove(e)
+        elems[-1].clear()
+        leftover.append(elems[-1])
+        return total
+
     _check_root(path)
     context = etree.iterparse(
         str(path),
@@ -364,59 +485,12 @@ def parse_pain001(path: str | Path) -> Payroll:
                 elem.clear()
             elif tag == _TX:
                 tx_in_block += 1
-                where = f"{root_path}/PmtInf[{block_count}]/CdtTrfTxInf[{tx_in_block}]"
-                line = elem.sourceline or 0
-                if len(payroll.payees) >= PAYEES_MAX:
-                    raise PayrollFileError(
-                        f"{where} (line {line})", f"more than {PAYEES_MAX:,} payees"
-                    )
-                e2e, amt, payee_text = _tx_fields(elem)
-                if e2e is None:
-                    raise PayrollFileError(f"{where}/PmtId/EndToEndId", "missing EndToEndId")
-                e2e = e2e.strip()
-                _check_reference(f"{where}/PmtId/EndToEndId (line {line})", e2e, "EndToEndId")
-                if e2e in seen:
-                    raise PayrollFileError(
-                        f"{where}/PmtId/EndToEndId (line {line})",
-                        f"duplicate EndToEndId {e2e!r}",
-                    )
-                seen.add(e2e)
-                if amt is None:
-                    raise PayrollFileError(f"{where}/Amt/InstdAmt (line {line})", "missing")
-                amt_where = f"{where}/Amt/InstdAmt (line {amt.sourceline})"
-                if amt.get("Ccy") != CURRENCY:
-                    raise PayrollFileError(
-                        amt_where, f"currency must be {CURRENCY}, got {amt.get('Ccy')!r}"
-                    )
-                amount = _decimal_fen((amt.text or "").strip(), amt_where)
-                if amount == 0:
-                    raise PayrollFileError(amt_where, "amount is zero")
-                if amount > AMOUNT_FEN_MAX:
-                    raise PayrollFileError(amt_where, f"over {AMOUNT_FEN_MAX} fen")
-                payee_where = f"{where}/CdtrAcct/Id/Othr/Id (line {line})"
-                if payee_text is None:
-                    raise PayrollFileError(payee_where, "missing creditor wallet")
-                payee_text = payee_text.strip()
-                if _WALLET.fullmatch(payee_text) is None or not (
-                    0 < int(payee_text) <= WALLET_ID_MAX
-                ):
-                    raise PayrollFileError(payee_where, f"{payee_text!r} is not a wallet id")
-                payee = int(payee_text)
-                payroll.payees.append(payee)
-                payroll.amounts_fen.append(amount)
-                payroll.lines.append(line)
-                payroll.blocks.append(block_count - 1)
-                payroll.references.append(e2e)
-                block_sum += amount
-                # Bounded memory: drop this transaction's content and the cleared ones
-                # before it (the block's header elements stay until the block ends).
-                elem.clear()
-                parent = elem.getparent()
-                prev = elem.getprevious()
-                while parent is not None and prev is not None and prev.tag == _TX:
-                    parent.remove(prev)
-                    prev = elem.getprevious()
+                pending.append(elem)
+                if len(pending) >= PARSE_BATCH:
+                    block_sum += flush(block_count, tx_in_block - len(pending) + 1)
             elif tag == _PMTINF:
+                if pending:
+                    block_sum += flush(block_count, tx_in_block - len(pending) + 1)
                 where = f"{root_path}/PmtInf[{block_count}]"
                 pmt_id = _text(elem, ["PmtInfId"], where, "PmtInfId")
                 _check_reference(f"{where}/PmtInfId", pmt_id, "PmtInfId")

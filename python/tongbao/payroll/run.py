@@ -47,7 +47,7 @@ import numpy.typing as npt
 import tongbao as tb
 from tongbao import _core
 from tongbao.errors import InvalidArgument, PayrollRunError, UnknownWallet
-from tongbao.ledger import Settlement, WalletInfo
+from tongbao.ledger import PayeeStates, Settlement, WalletInfo
 from tongbao.limits import ClassLimits, Limits
 from tongbao.payroll.inputs import Payroll
 from tongbao.types import Kind, Status, WalletKind, WalletStatus
@@ -112,6 +112,7 @@ class PayrollLedger(Protocol):
     client plugs in here."""
 
     def wallet(self, wallet_id: int) -> WalletInfo | None: ...
+    def payee_states(self, wallet_ids: Sequence[int] | npt.NDArray[np.uint64]) -> PayeeStates: ...
     def unspent(self, wallet_id: int) -> list[tuple[bytes, int]]: ...
     @property
     def limits(self) -> Limits: ...
@@ -287,47 +288,41 @@ def preflight(
 ) -> tuple[npt.NDArray[np.uint8], list[tuple[bytes, int]]]:
     """Decide every item against the ledger as it is now: a :class:`Reason` per item (PAID
     means accepted), and the employer tokens that fund the accepted items (value descending,
-    then token id; at most ``INPUTS_MAX``). Raises ``UnknownWallet`` for an unknown employer."""
+    then token id; at most ``INPUTS_MAX``). Payees are read in one batch call
+    (:meth:`tongbao.Ledger.payee_states`, the engine's own rules). Raises ``UnknownWallet``
+    for an unknown employer."""
     n = len(payroll)
     reasons = np.zeros(n, dtype=np.uint8)
     boss = ledger.wallet(employer)
     if boss is None:
         raise UnknownWallet(f"employer wallet {employer} is not registered", employer)
-    limits = ledger.limits
-    for i in payroll.duplicates:
-        reasons[i] = Reason.AM05
+    if payroll.duplicates:
+        reasons[sorted(payroll.duplicates)] = Reason.AM05
     if boss.status != WalletStatus.ACTIVE:
         reasons[reasons == Reason.PAID] = Reason.AC06
         return reasons, []
-    # Payees: unknown, blocked, or over their balance cap (cumulative over this run).
-    infos: dict[int, WalletInfo | None] = {}
-    incoming: dict[int, int] = {}
-    sweep = limits.over_balance_cap == "sweep"
-    for i in range(n):
-        if reasons[i]:
-            continue
-        payee = payroll.payees[i]
-        if payee not in infos:
-            infos[payee] = ledger.wallet(payee)
-        info = infos[payee]
-        if info is None:
-            reasons[i] = Reason.AC01
-            continue
-        if info.status != WalletStatus.ACTIVE:
-            reasons[i] = Reason.AC06
-            continue
-        cap = limits_of(limits, info).balance_cap_fen
-        amount = payroll.amounts_fen[i]
-        if cap is not None and payee != employer:
-            after = info.balance_fen + incoming.get(payee, 0) + amount
-            if after > max(cap, info.balance_fen) and not (
-                sweep and info.linked_account and _operator_open(ledger, info, infos)
-            ):
+    payees = np.frombuffer(payroll.payees, dtype=np.uint64)
+    amounts = np.frombuffer(payroll.amounts_fen, dtype=np.uint64)
+    unique, inverse = np.unique(payees, return_inverse=True)
+    states = ledger.payee_states(unique)
+    status = states.status[inverse]
+    reasons[(reasons == Reason.PAID) & (status == PayeeStates.UNKNOWN)] = Reason.AC01
+    reasons[(reasons == Reason.PAID) & (status != WalletStatus.ACTIVE)] = Reason.AC06
+    # Balance caps that would refuse (not sweep) the excess, cumulative over this run.
+    capped = (states.balance_cap_fen != PayeeStates.NO_CAP) & ~states.can_sweep
+    capped &= unique != employer
+    if capped.any():
+        incoming: dict[int, int] = {}
+        for i in np.flatnonzero((reasons == Reason.PAID) & capped[inverse]).tolist():
+            u = int(inverse[i])
+            balance, cap = int(states.balance_fen[u]), int(states.balance_cap_fen[u])
+            after = balance + incoming.get(u, 0) + int(amounts[i])
+            if after > max(cap, balance):
                 reasons[i] = Reason.AM02
-                continue
-        incoming[payee] = incoming.get(payee, 0) + amount
+            else:
+                incoming[u] = after - balance
     # The employer's own caps: per payment (one chunk is one payment), daily and annual.
-    caps = limits_of(limits, boss)
+    caps = limits_of(ledger.limits, boss)
     day = _shanghai_day(now_ms)
     room: list[int] = []
     if caps.daily_cap_fen is not None:
@@ -336,32 +331,31 @@ def preflight(
     if caps.annual_cap_fen is not None:
         used = boss.year_out_fen if boss.counter_year == _year_of_day(day) else 0
         room.append(caps.annual_cap_fen - used)
-    out_room = min(room) if room else None
-    out = 0
-    for i in range(n):
-        if reasons[i]:
-            continue
-        amount = payroll.amounts_fen[i]
-        over_payment = caps.payment_cap_fen is not None and amount > caps.payment_cap_fen
-        over_room = out_room is not None and out + amount > out_room
-        if over_payment or over_room:
-            reasons[i] = Reason.AM02
-        else:
-            out += amount
-    # Funds: the employer's largest tokens, at most INPUTS_MAX of them.
+    if room or caps.payment_cap_fen is not None:
+        out_room = min(room) if room else None
+        out = 0
+        for i in np.flatnonzero(reasons == Reason.PAID).tolist():
+            amount = int(amounts[i])
+            over_payment = caps.payment_cap_fen is not None and amount > caps.payment_cap_fen
+            over_room = out_room is not None and out + amount > out_room
+            if over_payment or over_room:
+                reasons[i] = Reason.AM02
+            else:
+                out += amount
+    # Funds: the employer's largest tokens, at most INPUTS_MAX of them. (Sums stay in u64:
+    # at most PAYEES_MAX amounts of at most AMOUNT_FEN_MAX.)
     tokens = sorted(ledger.unspent(employer), key=lambda t: (-t[1], t[0]))[: tb.INPUTS_MAX]
     available = sum(v for _, v in tokens)
     accepted = np.flatnonzero(reasons == Reason.PAID)
-    amounts = np.asarray(payroll.amounts_fen, dtype=np.uint64)
     if len(accepted):
-        running = np.cumsum(amounts[accepted].astype(object))
-        if not partial and running[-1] > available:
+        running = np.cumsum(amounts[accepted], dtype=np.uint64)
+        if not partial and int(running[-1]) > available:
             reasons[accepted] = Reason.AM04
         elif partial:
-            over = np.flatnonzero(running > available)
+            over = np.flatnonzero(running > np.uint64(available))
             if len(over):
                 reasons[accepted[over[0] :]] = Reason.AM04
-    total = int(amounts[reasons == Reason.PAID].astype(object).sum()) if n else 0
+    total = int(amounts[reasons == Reason.PAID].sum(dtype=np.uint64))
     chosen: list[tuple[bytes, int]] = []
     gathered = 0
     for token in tokens:
@@ -372,48 +366,37 @@ def preflight(
     return reasons, chosen
 
 
-def _operator_open(
-    ledger: PayrollLedger, info: WalletInfo, infos: dict[int, WalletInfo | None]
-) -> bool:
-    if info.operator == 0:
-        return False
-    if info.operator not in infos:
-        infos[info.operator] = ledger.wallet(info.operator)
-    op = infos[info.operator]
-    return op is not None and op.status != WalletStatus.CLOSED
-
-
 # -- plan ------------------------------------------------------------------------------------
 
 
 def chunk_items(
     amounts_fen: Sequence[int],
-    accepted: Sequence[int],
+    accepted: npt.NDArray[np.int64],
     chunk_outputs: int,
     payment_cap_fen: int | None,
-) -> list[list[int]]:
+) -> list[npt.NDArray[np.int64]]:
     """Cut the accepted item indices, in order, into chunks of at most ``chunk_outputs``
     items whose totals stay within the employer's per-payment cap.
 
-    >>> chunk_items([5, 5, 5, 5, 5], [0, 1, 2, 4], 3, None)
+    >>> [c.tolist() for c in chunk_items([5, 5, 5, 5, 5], np.array([0, 1, 2, 4]), 3, None)]
     [[0, 1, 2], [4]]
-    >>> chunk_items([5, 5, 5, 5], [0, 1, 2, 3], 3, 10)
+    >>> [c.tolist() for c in chunk_items([5, 5, 5, 5], np.array([0, 1, 2, 3]), 3, 10)]
     [[0, 1], [2, 3]]
     """
-    chunks: list[list[int]] = []
+    if payment_cap_fen is None:
+        return [accepted[i : i + chunk_outputs] for i in range(0, len(accepted), chunk_outputs)]
+    chunks: list[npt.NDArray[np.int64]] = []
     current: list[int] = []
     total = 0
-    for i in accepted:
+    for i in accepted.tolist():
         amount = int(amounts_fen[i])
-        full = len(current) >= chunk_outputs
-        over = payment_cap_fen is not None and total + amount > payment_cap_fen
-        if current and (full or over):
-            chunks.append(current)
+        if current and (len(current) >= chunk_outputs or total + amount > payment_cap_fen):
+            chunks.append(np.array(current, dtype=np.int64))
             current, total = [], 0
-        current.append(int(i))
+        current.append(i)
         total += amount
     if current:
-        chunks.append(current)
+        chunks.append(np.array(current, dtype=np.int64))
     return chunks
 
 
@@ -439,11 +422,9 @@ def make_plan(
             f"the signing key for wallet {employer} is not the one registered in the ledger"
         )
     reasons, tokens = preflight(ledger, payroll, employer, partial, timestamp_ms)
-    accepted = np.flatnonzero(reasons == Reason.PAID)
+    accepted = np.flatnonzero(reasons == Reason.PAID).astype(np.int64)
     caps = limits_of(ledger.limits, boss) if boss is not None else ClassLimits()
-    chunks = chunk_items(
-        payroll.amounts_fen, accepted.tolist(), chunk_outputs, caps.payment_cap_fen
-    )
+    chunks = chunk_items(payroll.amounts_fen, accepted, chunk_outputs, caps.payment_cap_fen)
     if len(chunks) > CHUNKS_MAX:
         raise InvalidArgument(
             f"{len(accepted):,} payees in chunks of {chunk_outputs} make {len(chunks)} chunks; "
@@ -453,31 +434,36 @@ def make_plan(
     expiry_ms = timestamp_ms + PLAN_VALIDITY_MS
     txs: list[bytes] = []
     if chunks:
-        totals = [sum(payroll.amounts_fen[i] for i in c) for c in chunks]
+        payees = np.frombuffer(payroll.payees, dtype=np.uint64)
+        amounts = np.frombuffer(payroll.amounts_fen, dtype=np.uint64)
+        totals = [int(amounts[c].sum(dtype=np.uint64)) for c in chunks]
         gathered = sum(v for _, v in tokens)
         outputs = [(employer, t) for t in totals]
         if gathered > sum(totals):
             outputs.append((employer, gathered - sum(totals)))
-        funding = tb.encode(
-            Kind.TRANSFER,
+        transfer = int(Kind.TRANSFER)
+        funding = _core.encode_transaction(
+            transfer,
             [t for t, _ in tokens],
             outputs,
             timestamp_ms,
             expiry_ms,
             b"payroll funding",
+            [],
         )
         funding_id = tb.transaction_id(funding)
         bodies = [funding]
         for k, items in enumerate(chunks):
             chunk_of[items] = k
             bodies.append(
-                tb.encode(
-                    Kind.TRANSFER,
+                _core.encode_transaction(
+                    transfer,
                     [tb.token_id(funding_id, k)],
-                    [(payroll.payees[i], payroll.amounts_fen[i]) for i in items],
+                    list(zip(payees[items].tolist(), amounts[items].tolist(), strict=True)),
                     timestamp_ms,
                     expiry_ms,
                     f"payroll chunk {k}".encode(),
+                    [],
                 )
             )
         txs = keyring.sign(bodies, [[employer]] * len(bodies))

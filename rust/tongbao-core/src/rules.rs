@@ -299,15 +299,7 @@ pub fn check(
             continue;
         }
         let excess = after - ceiling;
-        let operator = target.attrs.operator;
-        let can_sweep = limits.over_balance_cap == OverCap::Sweep
-            && target.attrs.linked_account
-            && operator != 0
-            && ledger
-                .wallets
-                .get(&operator)
-                .is_some_and(|op| op.attrs.status != WalletStatus::Closed);
-        if !can_sweep {
+        if !can_sweep(ledger, target) {
             return Err(Status::LimitBalance);
         }
         // Credit this wallet's outputs in order; what is left of the room goes, the rest is swept.
@@ -327,6 +319,44 @@ pub fn check(
         credits,
         swept_fen,
     })
+}
+
+/// Whether value over `wallet`'s balance cap can be swept to its linked deposit account: the
+/// limits say "sweep", it has a linked account and an operator wallet that is not closed.
+pub fn can_sweep(ledger: &Ledger, wallet: &Wallet) -> bool {
+    let operator = wallet.attrs.operator;
+    ledger.limits.over_balance_cap == OverCap::Sweep
+        && wallet.attrs.linked_account
+        && operator != 0
+        && ledger
+            .wallets
+            .get(&operator)
+            .is_some_and(|op| op.attrs.status != WalletStatus::Closed)
+}
+
+/// What a payer needs to know about many payees before paying them, in one pass: per id its
+/// status (`None` if unknown), balance, effective balance cap and whether an excess over the
+/// cap would be swept rather than refused (payroll pre-flight).
+pub fn payee_states(ledger: &Ledger, ids: &[WalletId]) -> Vec<Option<PayeeState>> {
+    ids.iter()
+        .map(|id| {
+            ledger.wallets.get(id).map(|w| PayeeState {
+                status: w.attrs.status,
+                balance_fen: w.balance_fen,
+                balance_cap_fen: ledger.limits.of(w).balance_cap_fen,
+                can_sweep: can_sweep(ledger, w),
+            })
+        })
+        .collect()
+}
+
+/// One payee as [`payee_states`] sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PayeeState {
+    pub status: WalletStatus,
+    pub balance_fen: u64,
+    pub balance_cap_fen: Option<u64>,
+    pub can_sweep: bool,
 }
 
 /// Record a plan's outflows in the counters (the tokens are moved by the ledger).

@@ -540,6 +540,47 @@ impl PyLedger {
         Ok(PyBytes::new(py, &out))
     }
 
+    /// Payees as payroll pre-flight needs them, one pass for many ids: four byte arrays of
+    /// status (u8: 0 active, 1 frozen, 2 closed, 255 unknown), balance (u64 LE), effective
+    /// balance cap (u64 LE, u64::MAX for none) and can-sweep (u8 0/1).
+    #[allow(clippy::type_complexity)]
+    fn payee_states<'py>(
+        &self,
+        py: Python<'py>,
+        wallet_ids: Vec<u64>,
+    ) -> (
+        Bound<'py, PyBytes>,
+        Bound<'py, PyBytes>,
+        Bound<'py, PyBytes>,
+        Bound<'py, PyBytes>,
+    ) {
+        let inner = &self.inner;
+        let (status, balance, cap, sweep) = py.detach(|| {
+            let states = core::rules::payee_states(inner, &wallet_ids);
+            let n = states.len();
+            let (mut status, mut balance, mut cap, mut sweep) = (
+                Vec::with_capacity(n),
+                Vec::with_capacity(n * 8),
+                Vec::with_capacity(n * 8),
+                Vec::with_capacity(n),
+            );
+            for s in states {
+                status.push(s.map_or(u8::MAX, |s| s.status as u8));
+                balance.extend_from_slice(&s.map_or(0, |s| s.balance_fen).to_le_bytes());
+                let c = s.and_then(|s| s.balance_cap_fen).unwrap_or(u64::MAX);
+                cap.extend_from_slice(&c.to_le_bytes());
+                sweep.push(u8::from(s.is_some_and(|s| s.can_sweep)));
+            }
+            (status, balance, cap, sweep)
+        });
+        (
+            PyBytes::new(py, &status),
+            PyBytes::new(py, &balance),
+            PyBytes::new(py, &cap),
+            PyBytes::new(py, &sweep),
+        )
+    }
+
     /// `(kind, scheme, public_key, balance_fen, token_count)` or None.
     /// The wallet as a dict, or None if unknown.
     fn wallet_info<'py>(
