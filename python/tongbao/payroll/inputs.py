@@ -262,25 +262,37 @@ def _tx_fields(
 PARSE_BATCH = 512
 _NSMAP = {"p": PAIN001_NS}
 _XP_E2E = etree.XPath(
-    "p:CdtTrfTxInf/p:PmtId/p:EndToEndId/text()", namespaces=_NSMAP, smart_strings=False
+    "p:CdtTrfTxInf[position() <= $n]/p:PmtId/p:EndToEndId/text()",
+    namespaces=_NSMAP,
+    smart_strings=False,
 )
 _XP_AMT = etree.XPath(
-    "p:CdtTrfTxInf/p:Amt/p:InstdAmt/text()", namespaces=_NSMAP, smart_strings=False
+    "p:CdtTrfTxInf[position() <= $n]/p:Amt/p:InstdAmt/text()",
+    namespaces=_NSMAP,
+    smart_strings=False,
 )
-_XP_CCY = etree.XPath("p:CdtTrfTxInf/p:Amt/p:InstdAmt/@Ccy", namespaces=_NSMAP, smart_strings=False)
+_XP_CCY = etree.XPath(
+    "p:CdtTrfTxInf[position() <= $n]/p:Amt/p:InstdAmt/@Ccy", namespaces=_NSMAP, smart_strings=False
+)
 _XP_PAYEE = etree.XPath(
-    "p:CdtTrfTxInf/p:CdtrAcct/p:Id/p:Othr/p:Id/text()", namespaces=_NSMAP, smart_strings=False
+    "p:CdtTrfTxInf[position() <= $n]/p:CdtrAcct/p:Id/p:Othr/p:Id/text()",
+    namespaces=_NSMAP,
+    smart_strings=False,
 )
 
 
 def _read_batch_fast(
     parent: etree._Element, elems: list[etree._Element], seen: set[str]
 ) -> list[tuple[str, int, int, int]] | None:
-    """Read a batch of well-formed transactions (every CdtTrfTxInf child of ``parent``) with
+    """Read a batch of well-formed transactions (the first ``len(elems)`` CdtTrfTxInf children
+    of ``parent``, which are ``elems``) with
     four XPath evaluations; None if anything is off (then :func:`_read_tx` finds and names it).
     """
     n = len(elems)
-    e2es, amts, ccys, payees = _XP_E2E(parent), _XP_AMT(parent), _XP_CCY(parent), _XP_PAYEE(parent)
+    # libxml2 parses ahead: the parent may already hold (partial) transactions after the
+    # batch, so each XPath is limited to the batch's first n.
+    e2es, amts = _XP_E2E(parent, n=n), _XP_AMT(parent, n=n)
+    ccys, payees = _XP_CCY(parent, n=n), _XP_PAYEE(parent, n=n)
     if not (len(e2es) == len(amts) == len(ccys) == len(payees) == n):
         return None
     if any(c != CURRENCY for c in ccys):
