@@ -711,3 +711,49 @@ def test_payee_states_agree_with_wallet_info_and_with_settlement() -> None:
         txs, _ = ledger.build_payments(keys, [EMPLOYER], [payee], [over], RUN_MS)
         statuses.append(ledger.settle(txs, RUN_MS).status(0))
     assert statuses == [Status.LIMIT_BALANCE, Status.OK]
+
+
+def two_blocks(rows_a: list[tuple[int, int, str]], rows_b: list[tuple[int, int, str]]) -> bytes:
+    """A pain.001 with two PmtInf blocks (SALA then BONU) of one debtor."""
+    a = pain001_bytes(rows_a, msg_id="TWO").decode()
+    b = pain001_bytes(rows_b, msg_id="TWO", category="BONU").decode()
+    block_b = b[b.index("<PmtInf>") : b.index("</PmtInf>") + len("</PmtInf>")]
+    block_b = block_b.replace("<PmtInfId>TWO-1</PmtInfId>", "<PmtInfId>TWO-2</PmtInfId>")
+    total = sum(r[1] for r in rows_a + rows_b)
+    a = a.replace(
+        f"<NbOfTxs>{len(rows_a)}</NbOfTxs>", f"<NbOfTxs>{len(rows_a) + len(rows_b)}</NbOfTxs>", 1
+    )
+    a = a.replace(f"<CtrlSum>{sum(r[1] for r in rows_a) // 100}.", "<CtrlSum>X.", 1)
+    a = a.replace(
+        "<CtrlSum>X." + f"{sum(r[1] for r in rows_a) % 100:02d}",
+        f"<CtrlSum>{total // 100}.{total % 100:02d}",
+        1,
+    )
+    return a.replace("</PmtInf>", "</PmtInf>\n" + block_b, 1).encode()
+
+
+def test_several_payment_blocks_are_read_and_reported_per_block(tmp_path: Path) -> None:
+    rows_a = [(300_000 + i, 1_00, f"A{i}") for i in range(700)]
+    rows_b = [(300_000 + i, 2_00, f"B{i}") for i in range(600)]
+    ledger, keys = tb.Ledger(), tb.Keyring()
+    make_world(ledger, keys, [r[0] for r in rows_a], 10_000_00)
+    path = write(tmp_path, "two.xml", two_blocks(rows_a, rows_b))
+    parsed = payroll.parse_file(path)
+    assert parsed.block_ids == ["TWO-1", "TWO-2"] and parsed.category_purpose == "BONU/SALA"
+    assert list(parsed.blocks) == [0] * 700 + [1] * 600
+    result = payroll.run_payroll(
+        ledger, keys, parsed, EMPLOYER, tmp_path / "r", timestamp_ms=RUN_MS
+    )
+    assert result.group_status == "ACSC" and result.paid == 1_300
+    assert ledger.balances([300_000, 300_699]).tolist() == [3_00, 1_00]
+    doc = etree.parse(str(result.directory / "pain.002.xml"))
+    blocks = doc.findall(".//p:OrgnlPmtInfAndSts", NS2)
+    assert [b.findtext("p:OrgnlPmtInfId", namespaces=NS2) for b in blocks] == ["TWO-1", "TWO-2"]
+    assert [b.findtext("p:OrgnlNbOfTxs", namespaces=NS2) for b in blocks] == ["700", "600"]
+    bad = two_blocks(rows_a, rows_b).replace(
+        b"<Id>300599</Id></Othr></Id></CdtrAcct><RmtInf><Ustrd>salary</Ustrd></RmtInf></CdtTrfTxInf>\n</PmtInf>",
+        b"<Id>x</Id></Othr></Id></CdtrAcct></CdtTrfTxInf>\n</PmtInf>",
+    )
+    with pytest.raises(PayrollFileError) as info:
+        payroll.parse_file(write(tmp_path, "bad.xml", bad))
+    assert info.value.where.startswith("/Document/CstmrCdtTrfInitn/PmtInf[2]/CdtTrfTxInf[600]/")

@@ -422,7 +422,7 @@ def parse_pain001(path: str | Path) -> Payroll:
     root_path = "/Document/CstmrCdtTrfInitn"
     group: dict[str, str] = {}
     seen: set[str] = set()
-    block_count = 0
+    block_count = 1  # the block being read (1-based): blocks ended so far + 1
     tx_in_block = 0
     block_sum = 0
     block_declared: tuple[str, str] | None = None
@@ -468,7 +468,7 @@ def parse_pain001(path: str | Path) -> Payroll:
     _check_root(path)
     context = etree.iterparse(
         str(path),
-        events=("start", "end"),
+        events=("end",),
         tag=(_GRPHDR, _PMTINF, _TX),
         resolve_entities=False,
         no_network=True,
@@ -476,14 +476,8 @@ def parse_pain001(path: str | Path) -> Payroll:
         remove_blank_text=True,
     )
     try:
-        for event, elem in context:
+        for _event, elem in context:
             tag = elem.tag
-            if event == "start":
-                if tag == _PMTINF:
-                    block_count += 1
-                    tx_in_block = 0
-                    block_sum = 0
-                continue
             if tag == _GRPHDR:
                 where = f"{root_path}/GrpHdr"
                 group["MsgId"] = _text(elem, ["MsgId"], where, "MsgId")
@@ -547,12 +541,16 @@ def parse_pain001(path: str | Path) -> Payroll:
                 parent = elem.getparent()
                 if parent is not None:
                     parent.remove(elem)
+                leftover.clear()  # it went with the block
+                block_count += 1
+                tx_in_block = 0
+                block_sum = 0
     except etree.XMLSyntaxError as exc:
         raise PayrollFileError(f"line {exc.lineno}", f"not well-formed XML: {exc.msg}") from None
     where = f"{root_path}/GrpHdr"
     if not group:
         raise PayrollFileError(where, "missing GrpHdr")
-    if block_count == 0:
+    if block_count == 1:
         raise PayrollFileError(f"{root_path}/PmtInf", "no PmtInf")
     if group["NbOfTxs"] != str(len(payroll.payees)):
         raise PayrollFileError(
