@@ -9,6 +9,7 @@ import contextlib
 import csv
 import importlib.util
 import io
+import json
 import random
 from collections.abc import Sequence
 from pathlib import Path
@@ -757,3 +758,114 @@ def test_several_payment_blocks_are_read_and_reported_per_block(tmp_path: Path) 
     with pytest.raises(PayrollFileError) as info:
         payroll.parse_file(write(tmp_path, "bad.xml", bad))
     assert info.value.where.startswith("/Document/CstmrCdtTrfInitn/PmtInf[2]/CdtTrfTxInf[600]/")
+
+
+# -- command line ----------------------------------------------------------------------------
+
+
+def test_cli_generate_run_status_and_rerun(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ledger_dir, file = tmp_path / "L", tmp_path / "p.csv"
+    assert (
+        tb_cli(
+            [
+                "payroll",
+                "generate",
+                str(file),
+                "--payees",
+                "1500",
+                "--seed",
+                "4",
+                "--format",
+                "csv",
+                "--unit",
+                "fen",
+                "--ledger",
+                str(ledger_dir),
+            ]
+        )
+        == 0
+    )
+    run = [
+        "payroll",
+        "run",
+        str(file),
+        "--employer",
+        str(EMPLOYER),
+        "--ledger",
+        str(ledger_dir),
+        "--json",
+        "--timestamp-ms",
+        str(RUN_MS),
+    ]
+    capsys.readouterr()
+    assert tb_cli(run) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert (first["payees"], first["paid"], first["group_status"]) == (1500, 1500, "ACSC")
+    assert first["transactions"] == 3 and not first["resumed"]
+    assert tb_cli(["payroll", "status", first["run_id"], "--ledger", str(ledger_dir)]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["state"] == "finished" and status["paid"] == 1500
+    with tb.Ledger.open(ledger_dir) as ledger:
+        before = ledger.supply(), ledger.balance(EMPLOYER)
+    assert tb_cli(run) == 0  # the same file again: the report again, nobody paid twice
+    again = json.loads(capsys.readouterr().out)
+    assert again["resumed"] and again["paid"] == 1500
+    with tb.Ledger.open(ledger_dir) as ledger:
+        assert (ledger.supply(), ledger.balance(EMPLOYER)) == before
+    assert tb_cli(["payroll", "status", "nope", "--ledger", str(ledger_dir)]) == 2
+
+
+def test_cli_reports_an_unfinished_run_and_partial_exit_status(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ledger_dir, file = tmp_path / "L", tmp_path / "p.xml"
+    assert (
+        tb_cli(
+            [
+                "payroll",
+                "generate",
+                str(file),
+                "--payees",
+                "30",
+                "--ledger",
+                str(ledger_dir),
+                "--margin-yuan",
+                "-50000",
+            ]
+        )
+        == 0
+    )
+    parsed = payroll.parse_file(file)
+    with tb.Ledger.open(ledger_dir) as ledger:
+        keys = tb.Keyring()
+        keys.generate([EMPLOYER], int(tb.Scheme.ED25519), b"tongbao")
+        plan = make_plan(ledger, keys, parsed, EMPLOYER, partial=True, timestamp_ms=RUN_MS)
+    run_dir = payroll.runs_dir(ledger_dir) / parsed.run_id
+    run_dir.mkdir(parents=True)
+    write_atomic(run_dir / "plan.bin", plan.to_bytes())
+    capsys.readouterr()
+    assert tb_cli(["payroll", "status", parsed.run_id, "--ledger", str(ledger_dir)]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["state"].startswith("in progress") and status["transactions_recorded"] == 0
+    base = [
+        "payroll",
+        "run",
+        str(file),
+        "--employer",
+        str(EMPLOYER),
+        "--ledger",
+        str(ledger_dir),
+        "--quiet",
+    ]
+    assert tb_cli(base) == 1  # planned with --partial: re-run it the same way
+    assert "partial=True" in capsys.readouterr().err
+    # today is more than 7 days after the plan's timestamp: its transactions expired
+    assert tb_cli([*base, "--partial"]) == 1
+    assert "plan expired" in capsys.readouterr().err
+    assert not (run_dir / "summary.json").exists()
+    # within the plan's validity: some paid, some AM04, exit status 1
+    assert tb_cli([*base, "--partial", "--timestamp-ms", str(RUN_MS + 60_000)]) == 1
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["group_status"] == "PART" and summary["rejected_by_reason"]["AM04"] > 0
