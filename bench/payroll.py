@@ -38,12 +38,13 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def one_size(payees: int) -> dict[str, object]:
+def one_size(payees: int, fmt: str) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="tb-payroll-bench-") as tmp:
         d = Path(tmp)
         spec = gen.PayrollSpec(payees=payees, seed=42)
         t = time.perf_counter()
-        gen.write_pain001(spec, d / "payroll.xml")
+        file = d / ("payroll.csv" if fmt == "csv" else "payroll.xml")
+        (gen.write_csv if fmt == "csv" else gen.write_pain001)(spec, file)
         with tb.Ledger.open(d / "ledger") as ledger:
             gen.setup_world(ledger, tb.Keyring(), spec)
         setup_s = time.perf_counter() - t
@@ -52,7 +53,7 @@ def one_size(payees: int) -> dict[str, object]:
             keys = tb.Keyring()
             keys.generate([spec.employer], int(tb.Scheme.ED25519), b"tongbao")
             t = time.perf_counter()
-            parsed = payroll.parse_file(d / "payroll.xml")
+            parsed = payroll.parse_file(file)
             parse_s = time.perf_counter() - t
             result = payroll.run_payroll(
                 ledger, keys, parsed, spec.employer, d / "runs", timestamp_ms=RUN_MS
@@ -63,6 +64,7 @@ def one_size(payees: int) -> dict[str, object]:
             ledger.check_invariants()
         return {
             "payees": payees,
+            "format": fmt,
             "setup_s": round(setup_s, 2),
             "parse_s": round(parse_s, 2),
             **{f"{k}_s": round(v, 2) for k, v in result.phases_s.items()},
@@ -70,7 +72,7 @@ def one_size(payees: int) -> dict[str, object]:
             "payees_per_s": round(payees / total_s),
             "transactions": len(result.plan.txs),
             "pain002_mb": round((result.directory / "pain.002.xml").stat().st_size / 1e6, 1),
-            "file_mb": round((d / "payroll.xml").stat().st_size / 1e6, 1),
+            "file_mb": round(file.stat().st_size / 1e6, 1),
             "peak_rss_mb_setup": round(rss_before),
             "peak_rss_mb": round(peak_rss_mb()),
         }
@@ -108,11 +110,12 @@ def baseline() -> dict[str, object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--payees", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--format", choices=("pain001", "csv"), nargs="+", default=["pain001"])
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--baseline", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(one_size(args.one)))
+        print(json.dumps(one_size(args.one, args.format[0])))
         return
     if args.baseline:
         print(json.dumps(baseline()))
