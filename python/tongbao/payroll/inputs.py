@@ -57,6 +57,9 @@ _YUAN = re.compile(r"(\d{1,13})(?:\.(\d{1,2}))?")
 _YUAN_MORE = re.compile(r"\d+\.\d{3,}")
 _FEN = re.compile(r"\d{1,16}")
 _WALLET = re.compile(r"\d{1,20}")
+#: Whole columns, one value a line: amounts with exactly two decimals, wallet ids.
+_YUAN_COLUMN = re.compile(r"\d{1,13}\.\d\d(?:\n\d{1,13}\.\d\d)*")
+_WALLET_COLUMN = re.compile(r"\d{1,20}(?:\n\d{1,20})*")
 
 
 @dataclass
@@ -283,41 +286,46 @@ _XP_PAYEE = etree.XPath(
 
 def _read_batch_fast(
     parent: etree._Element, elems: list[etree._Element], seen: set[str]
-) -> list[tuple[str, int, int, int]] | None:
+) -> tuple[list[str], list[int], list[int], list[int]] | None:
     """Read a batch of well-formed transactions (the first ``len(elems)`` CdtTrfTxInf children
-    of ``parent``, which are ``elems``) with
-    four XPath evaluations; None if anything is off (then :func:`_read_tx` finds and names it).
-    """
+    of ``parent``, which are ``elems``) with four XPath evaluations and checks over whole
+    columns: (EndToEndIds, amounts in fen, payee wallets, lines). None if anything is off; then
+    :func:`_read_tx` finds and names it, one transaction at a time."""
     n = len(elems)
     # libxml2 parses ahead: the parent may already hold (partial) transactions after the
     # batch, so each XPath is limited to the batch's first n.
-    e2es, amts = _XP_E2E(parent, n=n), _XP_AMT(parent, n=n)
-    ccys, payees = _XP_CCY(parent, n=n), _XP_PAYEE(parent, n=n)
-    if not (len(e2es) == len(amts) == len(ccys) == len(payees) == n):
+    e2e_texts, amts = _XP_E2E(parent, n=n), _XP_AMT(parent, n=n)
+    ccys, payee_texts = _XP_CCY(parent, n=n), _XP_PAYEE(parent, n=n)
+    if not (len(e2e_texts) == len(amts) == len(ccys) == len(payee_texts) == n):
         return None
     if any(c != CURRENCY for c in ccys):
         return None
-    out = []
-    batch_seen: set[str] = set()
-    for j in range(n):
-        e2e = str(e2es[j]).strip()
-        amount = parse_yuan(str(amts[j]).strip())
-        payee_text = str(payees[j]).strip()
-        if (
-            not e2e
-            or len(e2e) > ID_LEN_MAX
-            or not e2e.isprintable()
-            or e2e in seen
-            or e2e in batch_seen
-            or amount is None
-            or not 0 < amount <= AMOUNT_FEN_MAX
-            or _WALLET.fullmatch(payee_text) is None
-            or not 0 < int(payee_text) <= WALLET_ID_MAX
-        ):
+    e2es = [str(e).strip() for e in e2e_texts]
+    if (
+        min(map(len, e2es)) == 0
+        or max(map(len, e2es)) > ID_LEN_MAX
+        or not all(map(str.isprintable, e2es))
+        or len(set(e2es)) != n
+        or not seen.isdisjoint(e2es)
+    ):
+        return None
+    amt_strs = [str(a) for a in amts]
+    if _YUAN_COLUMN.fullmatch("\n".join(amt_strs)):
+        amounts = [int(a.replace(".", "")) for a in amt_strs]
+    else:
+        parsed = [parse_yuan(a.strip()) for a in amt_strs]
+        if None in parsed:
             return None
-        batch_seen.add(e2e)
-        out.append((e2e, amount, int(payee_text), elems[j].sourceline or 0))
-    return out
+        amounts = [a for a in parsed if a is not None]
+    if min(amounts) == 0 or max(amounts) > AMOUNT_FEN_MAX:
+        return None
+    payee_strs = [str(p) for p in payee_texts]
+    if not _WALLET_COLUMN.fullmatch("\n".join(payee_strs)):
+        return None
+    payees = [int(p) for p in payee_strs]
+    if min(payees) == 0 or max(payees) > WALLET_ID_MAX:
+        return None
+    return e2es, amounts, payees, [e.sourceline or 0 for e in elems]
 
 
 def _read_tx(elem: etree._Element, where: str, seen: set[str]) -> tuple[str, int, int, int]:
@@ -447,16 +455,21 @@ def parse_pain001(path: str | Path) -> Payroll:
             raise PayrollFileError(where, f"more than {PAYEES_MAX:,} payees")
         read = _read_batch_fast(parent, elems, seen)
         if read is None:  # something is wrong: find it, one transaction at a time
-            read = [_read_tx(e, f"{base}[{first + j}]", seen) for j, e in enumerate(elems)]
-        total = 0
-        for e2e, amount, payee, line in read:
-            payroll.payees.append(payee)
-            payroll.amounts_fen.append(amount)
-            payroll.lines.append(line)
-            payroll.blocks.append(block_no - 1)
-            payroll.references.append(e2e)
-            seen.add(e2e)
-            total += amount
+            rows = [_read_tx(e, f"{base}[{first + j}]", seen) for j, e in enumerate(elems)]
+            read = (
+                [r[0] for r in rows],
+                [r[1] for r in rows],
+                [r[2] for r in rows],
+                [r[3] for r in rows],
+            )
+        e2es, amounts, payees, lines = read
+        payroll.payees.extend(payees)
+        payroll.amounts_fen.extend(amounts)
+        payroll.lines.extend(lines)
+        payroll.blocks.extend([block_no - 1] * len(payees))
+        payroll.references.extend(e2es)
+        seen.update(e2es)
+        total = sum(amounts)
         # Bounded memory: drop what was read (the element iterparse is on stays, cleared,
         # until the next batch or the end of the block).
         for e in elems[:-1]:
