@@ -92,3 +92,8 @@ class LedgerClosed(TongbaoError):
 class InvalidLimits(TongbaoError, ValueError):
     """A limits config is malformed or inconsistent; the message names the field. The ledger
     keeps the limits it had."""
+
+
+class InvalidPreset(InvalidArgument):
+    """A simulation preset file is malformed or inconsistent; the message names the file and
+    the field (``scenario[2].amount.min_fen``)."""
