@@ -308,12 +308,12 @@ def charts(result: SimulationResult) -> dict[str, str]:
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.8))
     names = [s.name for s in result.scenarios]
     counts = [s.settled_transactions for s in result.scenarios]
-    amounts = [s.settled_amount_fen / 100 for s in result.scenarios]  # display only
+    amounts = [s.settled_amount_fen / 100e6 for s in result.scenarios]  # display only
     left.barh(names, counts, color="#4477aa")
     left.set_title("transactions")
     left.invert_yaxis()
     right.barh(names, amounts, color="#cc6677")
-    right.set_title("amount (yuan)")
+    right.set_title("amount (million yuan)")
     right.invert_yaxis()
     right.set_yticklabels([])
     for a in (left, right):
