@@ -11,7 +11,7 @@ export VIRTUAL_ENV := $(abspath $(VENV))
 export PATH := $(BIN):$(PATH)
 SYSTEM_PACKAGES := openssl redis-server
 FUZZ_CASES ?= 20000
-DEMO_ARGS ?=
+DEMO_ARGS ?= --preset chongqing-2022 --scale 0.1
 
 .PHONY: demo test test-slow build lint fuzz bench system-deps clean
 

@@ -14,7 +14,7 @@ import pytest
 import tongbao as tb
 from tongbao.cli import build_parser, main
 
-SMALL = ["--wallets", "200", "--merchants", "30", "--transactions", "2000", "--batch-size", "500"]
+SMALL = ["--preset", "small-city", "--scale", "0.02", "--batch-size", "300"]
 
 
 def simulate(tmp_path: Path, *extra: str, name: str = "out.json") -> dict[str, Any]:
@@ -29,16 +29,17 @@ def check_summary(doc: dict[str, Any]) -> None:
     tx = doc["transactions"]
     assert sum(statuses.values()) == tx["submitted"]
     assert statuses["OK"] > 0
-    assert statuses["ALREADY_SETTLED"] > 0
-    assert statuses["ALREADY_SETTLED"] == tx["resubmissions"]
-    assert statuses.get("INPUT_SPENT", 0) == tx["double_spends"]
-    assert tx["payments_requested"] == 2000
+    assert statuses["ALREADY_SETTLED"] == doc["adversarial"]["resubmissions"] > 0
+    assert statuses.get("INPUT_SPENT", 0) == doc["adversarial"]["double_spends"]
+    assert doc["figures_match"] is True
+    assert doc["payments"]["settled"] == doc["preset"]["figures"]["transactions"] == 800
+    assert doc["payments"]["amount_fen"] == doc["preset"]["figures"]["amount_fen"] == 8_000_000
     supply = doc["supply"]
     assert supply["ok"] is True
     assert supply["invariant_error"] is None
     assert supply["issued_fen"] - supply["redeemed_fen"] == supply["outstanding_fen"]
     assert supply["outstanding_fen"] == supply["balances_fen"]
-    assert doc["wallets"]["personal"]["ed25519"] + doc["wallets"]["personal"]["sm2"] == 200
+    assert doc["wallets"]["personal"]["ed25519"] + doc["wallets"]["personal"]["sm2"] == 400
     assert len(doc["state_digest"]) == 64
     assert doc["timing"]["engine_tx_per_s"] > 0
 
@@ -52,7 +53,16 @@ def test_simulate_in_process(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 def test_simulate_prints_a_summary(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["simulate", *SMALL, "--seed", "3"]) == 0
     out = capsys.readouterr().out
-    for text in ("Wallets", "Transactions by status", "ALREADY_SETTLED", "supply check", "tx/s"):
+    for text in (
+        "Pilot figures",
+        "Wallets",
+        "Payments by scenario",
+        "Transactions by status",
+        "ALREADY_SETTLED",
+        "Operator positions",
+        "Supply check",
+        "tx/s",
+    ):
         assert text in out
     assert "OK" in out and "FAILED" not in out
 
@@ -92,14 +102,15 @@ def test_no_verify(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--wallets", "-5"], "argument --wallets: must be at least 1, got -5"),
-        (["--transactions", "-1"], "argument --transactions: must be at least 0, got -1"),
+        (["--scale", "0"], "argument --scale: must be above 0 and at most 1, got 0.0"),
+        (["--scale", "2"], "argument --scale: must be above 0 and at most 1"),
         (["--batch-size", "0"], "argument --batch-size: must be at least 1, got 0"),
         (["--threads", "two"], "argument --threads: expected an integer, got 'two'"),
-        (["--sm2-share", "1.5"], "argument --sm2-share: must be between 0 and 1"),
         (["--batch-size", str(tb.BATCH_TX_COUNT_MAX + 1)], "batch_size must be at most"),
-        (["--resubmit-share", "0.4", "--double-spend-share", "0.2"], "below 0.5"),
+        (["--preset", "atlantis"], "no such shipped preset"),
+        (["--preset", "small-city", "--scale", "0.0001"], "use a larger scale"),
         (["--json", "/nonexistent-dir/x.json"], "--json: no such directory"),
+        (["--html", "/nonexistent-dir/x.html"], "--html: no such directory"),
         (["--bogus"], "unrecognized arguments: --bogus"),
     ],
 )
@@ -112,13 +123,13 @@ def test_argument_errors(args: list[str], message: str, capsys: pytest.CaptureFi
 
 def test_argument_error_subprocess() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "tongbao", "simulate", "--wallets", "-3"],
+        [sys.executable, "-m", "tongbao", "simulate", "--batch-size", "-3"],
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert proc.returncode == 2
-    assert "--wallets: must be at least 1, got -3" in proc.stderr
+    assert "--batch-size: must be at least 1, got -3" in proc.stderr
 
 
 def test_no_command_and_version(capsys: pytest.CaptureFixture[str]) -> None:
@@ -151,3 +162,22 @@ def test_failed_supply_check_exits_1(
     captured = capsys.readouterr()
     assert "supply check FAILED" in captured.err
     assert "FAILED" in captured.out
+
+
+def test_figures_that_do_not_match_exit_1(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tongbao import simulate as sim
+
+    monkeypatch.setattr(sim.SimulationResult, "figures_match", property(lambda self: False))
+    assert main(["simulate", *SMALL, "--quiet"]) == 1
+    assert "do not match the preset" in capsys.readouterr().err
+
+
+def test_html_report_is_self_contained(tmp_path: Path) -> None:
+    page = tmp_path / "report.html"
+    assert main(["simulate", *SMALL, "--quiet", "--html", str(page)]) == 0
+    text = page.read_text()
+    assert text.count("data:image/png;base64,") == 2
+    assert "Payments by scenario" in text and "Supply check" in text
+    assert "<script" not in text and 'src="http' not in text

@@ -19,9 +19,8 @@ def simulated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
     code = main(
         [
             "simulate",
-            "--wallets=300",
-            "--merchants=20",
-            "--transactions=3000",
+            "--preset=small-city",
+            "--scale=0.05",
             "--batch-size=512",
             f"--ledger={ledger}",
             f"--json={summary}",
@@ -81,4 +80,4 @@ def test_simulate_refuses_a_used_ledger_directory(
     simulated: tuple[Path, dict[str, object]],
 ) -> None:
     ledger, _ = simulated
-    assert main(["simulate", "--wallets=10", f"--ledger={ledger}", "--quiet"]) == 2
+    assert main(["simulate", "--scale=0.01", f"--ledger={ledger}", "--quiet"]) == 2

@@ -143,10 +143,11 @@ class Ledger:
         amounts: Sequence[int],
         timestamp_ms: int,
         expiry_ms: int,
-        reference: bytes = ...,
+        reference: Sequence[bytes] = ...,
         skip_insufficient: bool = False,
     ) -> tuple[list[bytes], list[int]]:
-        """Build and sign transfers; returns (transactions, skipped indices)."""
+        """Build and sign transfers; returns (transactions, skipped indices). ``reference``
+        holds one reference for every payment or one per payment."""
 
 @final
 class Keyring:

@@ -4,9 +4,9 @@ Subcommands register themselves in :data:`COMMANDS`; each is a function that add
 and sets ``handler``, a function of the parsed arguments that returns the exit status.
 
 >>> parser = build_parser()
->>> args = parser.parse_args(["simulate", "--wallets", "100", "--seed", "7"])
->>> args.command, args.wallets, args.seed, args.transactions
-('simulate', 100, 7, 200000)
+>>> args = parser.parse_args(["simulate", "--preset", "small-city", "--scale", "0.1"])
+>>> args.command, args.preset, args.scale, args.seed
+('simulate', 'small-city', 0.1, 0)
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from rich.progress import (
 from rich.table import Table
 
 import tongbao as tb
-from tongbao import simulate
+from tongbao import presets, report, simulate
 from tongbao.errors import InvalidArgument, TongbaoError
 from tongbao.payroll.cli import add_payroll
 
@@ -54,48 +54,17 @@ def _int_at_least(low: int) -> Callable[[str], int]:
     return parse
 
 
-def _share(text: str) -> float:
+# -- simulate --------------------------------------------------------------------------------
+
+
+def _scale(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be above 0 and at most 1, got {value}")
     return value
-
-
-# -- simulate --------------------------------------------------------------------------------
-
-#: The ``simulate`` options that map one to one onto :class:`SimulationConfig` fields (the flag
-#: without dashes, dashes as underscores): flag, parser, metavar, help.
-_SIMULATE_OPTIONS: list[tuple[str, Callable[[str], object], str, str]] = [
-    ("--seed", _int_at_least(0), "N", "random seed"),
-    ("--wallets", _int_at_least(1), "N", "personal wallets"),
-    ("--merchants", _int_at_least(1), "N", "merchant wallets"),
-    ("--operators", _int_at_least(1), "N", "operator banks"),
-    (
-        "--transactions",
-        _int_at_least(0),
-        "N",
-        "payments to request after funding; a payer short of funds is skipped",
-    ),
-    ("--batch-size", _int_at_least(1), "N", "payments per settled batch"),
-    ("--threads", _int_at_least(0), "N", "engine and signing threads, 0 for one per core"),
-    ("--sm2-share", _share, "F", "share of personal wallets with SM2 keys, the rest Ed25519"),
-    ("--p2p-share", _share, "F", "share of payments to another person instead of a merchant"),
-    (
-        "--resubmit-share",
-        _share,
-        "F",
-        "resubmissions of settled transactions mixed in, per payment: ALREADY_SETTLED",
-    ),
-    (
-        "--double-spend-share",
-        _share,
-        "F",
-        "double spends of settled inputs mixed in, per payment: INPUT_SPENT",
-    ),
-]
 
 
 def add_simulate(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -103,27 +72,62 @@ def add_simulate(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     defaults = simulate.SimulationConfig()
     p = subparsers.add_parser(
         "simulate",
-        help="run a deterministic retail-payments simulation and print a summary",
+        help="run a city's CBDC pilot (a preset) through the engine and report",
         description=(
-            "Simulate a retail CBDC pilot on an embedded ledger: the central bank issues to "
-            "operator banks, operators fund personal wallets, then a stream of random payments "
-            "(persons to merchants, some person to person) is built, signed and settled in "
-            "batches, with a few deliberately bad transactions (resubmissions, double spends) "
-            "mixed in. Prints wallets, transactions by status, value moved, a supply check, "
-            "the state digest and engine throughput. Same --seed, same result (whatever the "
-            "thread count). Exit status 0 on success, 1 if the supply check fails."
+            "Run a city's retail CBDC pilot through the engine, from a preset (docs/presets.md): "
+            "the central bank issues to operator banks, operators open personal wallets (classes "
+            "1-4), corporate wallets and merchants, exchange deposits into them, then the "
+            "scenario mix of payments (merchants, bills and taxes with references, transit, "
+            "salary runs, person to person) is built, signed and settled in batches, with a few "
+            "deliberately bad transactions mixed in. At --scale 1 the payment count and amount "
+            "are exactly the preset's. Prints wallets, merchants, scenarios, statuses, operator "
+            "positions, throughput and latency and a supply check. Same --seed, same state "
+            "digest (whatever the thread count). Exit status 0 on success, 1 if the supply "
+            "check fails or the figures do not match the preset."
         ),
     )
-    for flag, parse, metavar, text in _SIMULATE_OPTIONS:
-        field = flag.removeprefix("--").replace("-", "_")
-        p.add_argument(
-            flag,
-            type=parse,
-            default=getattr(defaults, field),
-            metavar=metavar,
-            help=f"{text} (default: %(default)s)",
-        )
-    p.add_argument("--json", type=Path, metavar="PATH", help="also write the summary as JSON")
+    p.add_argument(
+        "--preset",
+        default=defaults.preset,
+        metavar="NAME|PATH",
+        help=f"a shipped preset ({', '.join(presets.shipped_presets())}) or a preset TOML "
+        "file (default: %(default)s)",
+    )
+    p.add_argument(
+        "--scale",
+        type=_scale,
+        default=defaults.scale,
+        metavar="F",
+        help="scale the preset's figures by F, 0 < F <= 1 (default: %(default)s)",
+    )
+    p.add_argument(
+        "--seed",
+        type=_int_at_least(0),
+        default=defaults.seed,
+        metavar="N",
+        help="random seed: same seed, same run and state digest (default: %(default)s)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=_int_at_least(1),
+        default=defaults.batch_size,
+        metavar="N",
+        help="payments per settled batch (default: %(default)s)",
+    )
+    p.add_argument(
+        "--threads",
+        type=_int_at_least(0),
+        default=defaults.threads,
+        metavar="N",
+        help="engine and signing threads, 0 for one per core (default: %(default)s)",
+    )
+    p.add_argument("--json", type=Path, metavar="PATH", help="also write the report as JSON")
+    p.add_argument(
+        "--html",
+        type=Path,
+        metavar="PATH",
+        help="also write a self-contained HTML report with charts",
+    )
     p.add_argument(
         "--ledger",
         type=Path,
@@ -146,22 +150,27 @@ def add_simulate(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
 def config_from_args(args: argparse.Namespace) -> simulate.SimulationConfig:
     """The :class:`tongbao.simulate.SimulationConfig` the ``simulate`` arguments ask for.
     Raises :class:`tongbao.InvalidArgument` for an inconsistent combination."""
-    fields = {flag.removeprefix("--").replace("-", "_") for flag, *_ in _SIMULATE_OPTIONS}
-    values = {name: getattr(args, name) for name in fields}
-    ledger_path = None if args.ledger is None else str(args.ledger)
     config = simulate.SimulationConfig(
-        **values, verify_signatures=args.verify, ledger_path=ledger_path
+        preset=args.preset,
+        scale=args.scale,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        threads=args.threads,
+        verify_signatures=args.verify,
+        ledger_path=None if args.ledger is None else str(args.ledger),
     )
     config.validate()
     return config
 
 
 def run_simulate(args: argparse.Namespace, console: Console) -> int:
-    """Run ``tongbao simulate``: the simulation, the summary, the JSON file. Returns 0, or 1
-    when the supply check fails."""
+    """Run ``tongbao simulate``: the simulation, the report, the JSON and HTML files. Returns 0,
+    or 1 when the supply check fails or the figures do not match the preset."""
     config = config_from_args(args)
-    if args.json is not None and not args.json.parent.is_dir():
-        raise InvalidArgument(f"--json: no such directory: {args.json.parent}")
+    for flag, path in (("--json", args.json), ("--html", args.html)):
+        if path is not None and not path.parent.is_dir():
+            raise InvalidArgument(f"{flag}: no such directory: {path.parent}")
+    sim = simulate.Simulation(config)
     show_progress = not args.quiet and console.is_terminal
     with Progress(
         TextColumn("[bold]{task.description:<10}"),
@@ -174,28 +183,31 @@ def run_simulate(args: argparse.Namespace, console: Console) -> int:
         disable=not show_progress,
     ) as progress:
         tasks: dict[str, TaskID] = {
-            "funding": progress.add_task("funding", total=config.wallets),
-            "payments": progress.add_task("payments", total=config.transactions),
+            phase: progress.add_task(phase, total=units)
+            for phase, units in sim.work_units().items()
         }
-
-        def on_progress(phase: str, done: int) -> None:
-            progress.advance(tasks[phase], done)
-
+        sim.on_progress = lambda phase, done: progress.advance(tasks[phase], done)
         if not show_progress and not args.quiet:
+            f = sim.figures
             console.print(
-                f"simulating {config.wallets:,} wallets, {config.transactions:,} payments "
-                f"(seed {config.seed})..."
+                f"simulating {sim.preset.name} at scale {f.scale:g}: {f.personal_wallets:,} "
+                f"personal wallets, {f.transactions:,} payments (seed {config.seed})..."
             )
-        result = simulate.run(config, on_progress)
+        result = sim.run()
     if args.json is not None:
         args.json.write_bytes(
             orjson.dumps(result.to_dict(), option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
         )
+    if args.html is not None:
+        report.write_html(result, args.html)
     if not args.quiet:
-        simulate.render_summary(result, console)
+        report.render_summary(result, console)
     if not result.supply_ok:
         reason = result.invariant_error or "issued - redeemed, outstanding and balances disagree"
         print(f"tongbao simulate: supply check FAILED: {reason}", file=sys.stderr)
+        return EXIT_FAILED
+    if not result.figures_match:
+        print("tongbao simulate: the settled payments do not match the preset", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
 

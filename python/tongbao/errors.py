@@ -109,3 +109,8 @@ class PayrollFileError(TongbaoError, ValueError):
 class PayrollRunError(TongbaoError):
     """A payroll run cannot go on: its employer cannot sign, its recorded plan does not match
     the file, or its plan expired before it could be completed. The message says what to do."""
+
+
+class InvalidPreset(InvalidArgument):
+    """A simulation preset file is malformed or inconsistent; the message names the file and
+    the field (``scenario[2].amount.min_fen``)."""

@@ -465,7 +465,7 @@ class Ledger:
         amounts_fen: Sequence[int],
         timestamp_ms: int,
         expiry_ms: int | None = None,
-        reference: bytes = b"",
+        reference: bytes | Sequence[bytes] = b"",
         skip_insufficient: bool = False,
     ) -> tuple[list[bytes], list[int]]:
         """Build and sign one transfer per payment, selecting each payer's tokens and making
@@ -474,9 +474,11 @@ class Ledger:
 
         Returns ``(transactions, skipped)``: ``skipped`` lists the indices of payments the payer
         could not fund (only with ``skip_insufficient``; otherwise ``InsufficientFunds`` is
-        raised). Raises ``UnknownWallet`` or ``InvalidArgument``. Releases the GIL and signs in
-        parallel.
+        raised). ``reference`` is one reference for every payment or a sequence of one per
+        payment (bill or tax numbers), each at most ``tongbao.REFERENCE_LEN_MAX`` bytes. Raises
+        ``UnknownWallet`` or ``InvalidArgument``. Releases the GIL and signs in parallel.
         """
+        references = [reference] if isinstance(reference, bytes) else [bytes(r) for r in reference]
         expiry = timestamp_ms + DEFAULT_VALIDITY_MS if expiry_ms is None else expiry_ms
         txs, skipped = self._core.build_payments(
             keyring,
@@ -485,7 +487,7 @@ class Ledger:
             [int(a) for a in amounts_fen],
             int(timestamp_ms),
             int(expiry),
-            reference,
+            references,
             skip_insufficient,
         )
         return list(txs), list(skipped)

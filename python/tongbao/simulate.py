@@ -1,67 +1,104 @@
-"""A deterministic retail-payments simulation on an embedded :class:`tongbao.Ledger`.
+"""The pilot simulator: a city's digital-cash pilot, from a preset, through the engine.
 
-This is what ``tongbao simulate`` (and ``make demo``) runs. The flow, in phases:
+This is what ``tongbao simulate`` (and ``make demo``) runs. A preset
+(:mod:`tongbao.presets`, ``docs/presets.md``) gives the pilot's figures and its scenario mix;
+``scale`` shrinks it. The run, deterministic from ``seed``:
 
-1. **wallets**: one central-bank wallet, operator banks, merchants and personal wallets (a share
-   of them with SM2 keys), with keys derived from the seed.
-2. **issue**: the central bank issues each operator its reserve.
-3. **funding**: each operator pays every one of its customers an opening balance (payments built
-   and signed by :meth:`tongbao.Ledger.build_payments`, settled in batches).
-4. **payments**: a stream of random payments, mostly persons to merchants, some person to
-   person, built in batches with ``skip_insufficient=True`` and settled at advancing simulated
-   timestamps. A small share of deliberately bad transactions is mixed in: resubmissions of
-   settled transactions (``ALREADY_SETTLED``) and double spends of settled inputs
-   (``INPUT_SPENT``).
-5. **redemption**: each operator redeems half of its unused reserve.
+1. **plan**: every wallet's attributes (operator bank, class, key scheme, category code,
+   region) and every payment (scenario, payer, payee, amount; payslips of salary runs) are drawn
+   up front, so the counts and the amount per scenario are exactly the scaled preset figures.
+   Payments that a payer's class limits would refuse (per payment, daily, annual, balance cap)
+   are moved to class-1 payers, so every planned payment can settle.
+2. **wallets**: the central bank and the operator banks; the operators open personal wallets
+   (classes 1-4, a share with SM2 keys), corporate wallets and merchants. The ledger gets the
+   default class limits (``tongbao.load_limits()``).
+3. **issue**: the central bank issues each operator what its customers will exchange, plus a
+   reserve.
+4. **exchange**: each operator pays every customer (personal and corporate) its deposit
+   exchange: what the plan has it spend, plus pocket money.
+5. **payments**: the scenario mix in time order over the preset's window, in batches; each
+   scenario uses the engine feature it needs (merchant payments, bills and taxes with a
+   reference per payment, person-to-person transfers, salary runs as multi-output transfers
+   from corporate wallets, transit fares as plain payments for now). A small share of
+   deliberately bad transactions (resubmissions, double spends) is mixed in and counted apart.
+6. **redemption**: each operator redeems half of its unused reserve.
 
 Then the supply is checked (issued - redeemed = outstanding = sum of all balances, and
-:meth:`tongbao.Ledger.check_invariants`). Everything depends only on :class:`SimulationConfig`
-(the seed included), never on the thread count: the same config gives the same state digest.
+:meth:`tongbao.Ledger.check_invariants`), and each scenario's settled count and amount is
+compared with the plan. Everything depends only on :class:`SimulationConfig`, never on the
+thread count: the same config gives the same state digest. Money is integer fen throughout;
+random amounts are rounded to fen once, when drawn.
 
-Money is integer fen throughout. Random amounts are drawn from a log-normal distribution and
-rounded to whole fen once, when drawn; every sum after that is an exact integer.
+Two seams are kept for work happening elsewhere: :meth:`Simulation._settle` is the only place
+that submits a batch (a distributed settler plugs in there), and :func:`pay_salaries` is the
+only place that builds salary payouts (the payroll module plugs in there).
 
 >>> format_yuan(123_456_78)
 '123,456.78'
->>> config = SimulationConfig(wallets=40, merchants=5, transactions=200, batch_size=64)
+>>> config = SimulationConfig(preset="small-city", scale=0.02, batch_size=256)
 >>> result = Simulation(config).run()
->>> result.supply_ok, sum(result.status_totals().values()) == result.submitted
+>>> result.supply_ok, result.figures_match
 (True, True)
+>>> result.payments_settled == result.figures.transactions == 800
+True
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 import tongbao as tb
 from tongbao.errors import InvalidArgument, InvariantViolation
+from tongbao.presets import ENGINE_FEATURES, Preset, ScaledFigures, load_preset, scale_figures
 from tongbao.types import Scheme, Status, WalletKind
-
-#: Simulated start time: 2025-01-01 00:00 China Standard Time, in Unix ms.
-DEFAULT_START_MS = 1_735_660_800_000
 
 #: Wallet id ranges by kind (ids are ``base + index``).
 CENTRAL_BANK_ID = 1
 OPERATOR_BASE = 1_000
 MERCHANT_BASE = 100_000
-PERSON_BASE = 10_000_000
+CORPORATE_BASE = 1_000_000
+PERSON_BASE = 100_000_000
 
-#: Names of the simulation phases, in order.
-PHASES = ("issue", "funding", "payments", "redemption")
+#: Names of the phases that submit transactions, in order.
+PHASES = ("issue", "exchange", "payments", "redemption")
 
-#: Called after each settled batch: (phase, units of work done in this batch).
+#: Progress phases (units): wallets opened, customers funded, payments planned.
+PROGRESS_PHASES = ("wallets", "exchange", "payments")
+
+#: Wallets registered per call while opening (so progress moves).
+OPEN_CHUNK = 65_536
+
+#: Reserve each operator keeps above what its customers exchange: the larger of this and 10%.
+RESERVE_MARGIN_FEN = 10_000_000
+
+#: Smallest pocket money a person gets on top of planned spending (so planned outflow must
+#: stay this far under a class's balance cap).
+POCKET_MIN_FEN = 100
+
+#: Corporate pocket money is this many times a person's.
+CORPORATE_POCKET_FACTOR = 20
+
+#: Zipf exponent of payee popularity within a scenario's pool (a few take most of the trade).
+POPULARITY_EXPONENT = 0.8
+
+#: Milliseconds in a day; Asia/Shanghai is UTC+8 all year (no daylight saving).
+DAY_MS = 86_400_000
+SHANGHAI_OFFSET_MS = 8 * 3_600_000
+
+#: A cap of None (no cap), as an integer larger than any amount.
+NO_CAP_FEN = 2**62
+
+#: Called after each unit of work: (progress phase, units done).
 ProgressCallback = Callable[[str, int], None]
 
 
@@ -76,47 +113,30 @@ def format_yuan(fen: int) -> str:
     return f"{sign}{yuan:,}.{cents:02d}"
 
 
+class Settler(Protocol):
+    """What settles a batch: an embedded :class:`tongbao.Ledger` today; a cluster client can
+    stand in (see :meth:`Simulation._settle`)."""
+
+    def settle(self, batch: Sequence[bytes], timestamp_ms: int) -> tb.Settlement: ...
+
+
 @dataclass(frozen=True)
 class SimulationConfig:
-    """Everything a simulation run depends on. Two runs with equal configs settle identical
-    batches and end with identical state digests, whatever ``threads`` is.
+    """Everything a run depends on. Two runs with equal configs settle identical batches and end
+    with identical state digests, whatever ``threads`` is.
 
-    Counts: ``wallets`` personal wallets, ``merchants``, ``operators``; ``transactions`` payments
-    requested in the payments phase, built ``batch_size`` at a time. ``sm2_share`` of the
-    personal wallets use SM2 keys, the rest Ed25519. ``p2p_share`` of the payments go to another
-    person instead of a merchant. ``resubmit_share`` and ``double_spend_share`` (of the payments
-    per batch) are the deliberately bad transactions mixed into each batch. Amount medians are in
-    fen. ``sim_payments_per_second`` paces the simulated clock.
+    ``preset``: a shipped preset's name or a TOML file's path; ``scale``: its figures times this
+    (0 < scale <= 1, rounded to integers); ``batch_size``: payments per settled batch;
+    ``threads``: engine and signing threads (0: one per core); ``ledger_path``: a new or empty
+    directory for a durable ledger (auditable with ``tongbao verify-log``), None for in memory.
     """
 
+    preset: str = "chongqing-2022"
+    scale: float = 1.0
     seed: int = 0
-    wallets: int = 20_000
-    merchants: int = 500
-    operators: int = 4
-    transactions: int = 200_000
     batch_size: int = 4096
     threads: int = 0
-    sm2_share: float = 0.1
     verify_signatures: bool = True
-    p2p_share: float = 0.15
-    resubmit_share: float = 0.005
-    double_spend_share: float = 0.001
-    retail_median_fen: int = 2_800
-    retail_sigma: float = 1.0
-    retail_min_fen: int = 100
-    retail_max_fen: int = 200_000
-    p2p_median_fen: int = 10_000
-    p2p_sigma: float = 1.0
-    p2p_max_fen: int = 500_000
-    opening_median_fen: int = 150_000
-    opening_sigma: float = 0.8
-    opening_min_fen: int = 5_000
-    opening_max_fen: int = 5_000_000
-    reserve_margin_fen: int = 10_000_000
-    start_ms: int = DEFAULT_START_MS
-    sim_payments_per_second: int = 1_000
-    #: A directory for a durable ledger (write-ahead log, `tongbao verify-log` can audit it);
-    #: None runs in memory. The directory must be new or empty.
     ledger_path: str | None = None
 
     def validate(self) -> None:
@@ -128,50 +148,16 @@ class SimulationConfig:
                     f"ledger_path: {path} exists and is not an empty directory; "
                     "a simulation starts a new ledger"
                 )
-        minimums = {
-            "seed": 0,
-            "wallets": 1,
-            "merchants": 1,
-            "operators": 1,
-            "transactions": 0,
-            "batch_size": 1,
-            "threads": 0,
-            "retail_min_fen": 1,
-            "retail_median_fen": 1,
-            "retail_max_fen": 1,
-            "p2p_median_fen": 1,
-            "p2p_max_fen": 1,
-            "opening_min_fen": 1,
-            "opening_median_fen": 1,
-            "opening_max_fen": 1,
-            "reserve_margin_fen": 1,
-            "start_ms": 0,
-            "sim_payments_per_second": 1,
-        }
-        for name, low in minimums.items():
+        for name, low in (("seed", 0), ("batch_size", 1), ("threads", 0)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise InvalidArgument(f"{name} must be an integer >= {low}, got {value!r}")
-        if self.batch_size > tb.BATCH_TX_COUNT_MAX:
+        if self.batch_size > tb.BATCH_TX_COUNT_MAX // 2:
             raise InvalidArgument(
-                f"batch_size must be at most {tb.BATCH_TX_COUNT_MAX:,}, got {self.batch_size}"
+                f"batch_size must be at most {tb.BATCH_TX_COUNT_MAX // 2:,}, got {self.batch_size}"
             )
-        for name in ("sm2_share", "p2p_share", "resubmit_share", "double_spend_share"):
-            share = getattr(self, name)
-            if not 0.0 <= share <= 1.0:
-                raise InvalidArgument(f"{name} must be between 0 and 1, got {share!r}")
-        if self.resubmit_share + self.double_spend_share >= 0.5:
-            raise InvalidArgument("resubmit_share + double_spend_share must be below 0.5")
-        for name in ("retail_sigma", "p2p_sigma", "opening_sigma"):
-            if not 0.0 <= getattr(self, name) <= 5.0:
-                raise InvalidArgument(f"{name} must be between 0 and 5")
-        for lo, med, hi in (
-            ("retail_min_fen", "retail_median_fen", "retail_max_fen"),
-            ("retail_min_fen", "p2p_median_fen", "p2p_max_fen"),
-            ("opening_min_fen", "opening_median_fen", "opening_max_fen"),
-        ):
-            if not getattr(self, lo) <= getattr(self, med) <= getattr(self, hi):
-                raise InvalidArgument(f"need {lo} <= {med} <= {hi}")
+        if not isinstance(self.scale, int | float) or not 0 < self.scale <= 1:
+            raise InvalidArgument(f"scale must be above 0 and at most 1, got {self.scale!r}")
 
 
 @dataclass
@@ -188,6 +174,7 @@ class PhaseStats:
     submitted: int = 0
     status_counts: Counter[Status] = field(default_factory=Counter)
     value_moved_fen: int = 0
+    swept_fen: int = 0
     paid_fen: int = 0
     build_s: float = 0.0
     settle_s: float = 0.0
@@ -195,7 +182,7 @@ class PhaseStats:
 
     @property
     def engine_tx_per_s(self) -> float:
-        """Transactions settled per second of time spent inside ``Ledger.settle``."""
+        """Transactions settled per second of time spent inside ``settle``."""
         return self.submitted / self.settle_s if self.settle_s > 0 else 0.0
 
     def latency_ms(self, percentile: float) -> float:
@@ -206,14 +193,58 @@ class PhaseStats:
 
 
 @dataclass
+class ScenarioStats:
+    """One scenario: what the plan asked for and what settled. ``payslips`` counts the outputs
+    of salary runs (0 for other scenarios)."""
+
+    name: str
+    title: str
+    feature: str
+    planned_transactions: int
+    planned_amount_fen: int
+    payslips: int = 0
+    settled_transactions: int = 0
+    settled_amount_fen: int = 0
+    failed: int = 0
+
+    @property
+    def matches(self) -> bool:
+        return (
+            self.failed == 0
+            and self.settled_transactions == self.planned_transactions
+            and self.settled_amount_fen == self.planned_amount_fen
+        )
+
+
+@dataclass(frozen=True)
+class BatchRecord:
+    """One settled batch: its phase, size, build and settle seconds, and when it ended
+    (seconds since the run started)."""
+
+    phase: str
+    tx_count: int
+    build_s: float
+    settle_s: float
+    end_s: float
+
+
+@dataclass
 class SimulationResult:
-    """The outcome of :meth:`Simulation.run`; :meth:`to_dict` is the JSON summary."""
+    """The outcome of :meth:`Simulation.run`; :meth:`to_dict` is the JSON report."""
 
     config: SimulationConfig
+    preset: Preset
+    figures: ScaledFigures
     wallets: dict[str, dict[str, int]]
+    merchants_by_category: list[dict[str, Any]]
+    merchants_by_region: list[dict[str, Any]]
+    corporate_by_category: list[dict[str, Any]]
+    scenarios: list[ScenarioStats]
     phases: dict[str, PhaseStats]
-    payments_requested: int
-    payments_skipped: int
+    batches: list[BatchRecord]
+    operators: list[dict[str, Any]]
+    wallet_openings: int
+    payments_reassigned: int
     resubmissions: int
     double_spends: int
     issued_fen: int
@@ -233,8 +264,28 @@ class SimulationResult:
 
     @property
     def submitted(self) -> int:
-        """Transactions submitted to ``Ledger.settle``, over all phases."""
+        """Transactions submitted to the engine, over all phases."""
         return sum(p.submitted for p in self.phases.values())
+
+    @property
+    def payments_settled(self) -> int:
+        """Pilot payments that settled (the figure the preset's count is compared with)."""
+        return sum(s.settled_transactions for s in self.scenarios)
+
+    @property
+    def payments_amount_fen(self) -> int:
+        """Value of the pilot payments that settled, in fen."""
+        return sum(s.settled_amount_fen for s in self.scenarios)
+
+    @property
+    def figures_match(self) -> bool:
+        """Every scenario settled exactly its planned count and amount, so the totals are the
+        scaled preset figures."""
+        return (
+            all(s.matches for s in self.scenarios)
+            and self.payments_settled == self.figures.transactions
+            and self.payments_amount_fen == self.figures.amount_fen
+        )
 
     @property
     def supply_ok(self) -> bool:
@@ -256,28 +307,63 @@ class SimulationResult:
 
     @property
     def value_moved_fen(self) -> int:
-        """Output sums of all settled transfers (receipts' figure, change included), in fen."""
+        """Value paid by all settled transfers (receipts' figure, change excluded), in fen."""
         return sum(p.value_moved_fen for p in self.phases.values())
 
     @property
-    def paid_fen(self) -> int:
-        """Value of all settled payments (funding and the payment stream), in fen."""
-        return sum(p.paid_fen for p in self.phases.values())
+    def swept_fen(self) -> int:
+        """Value swept over balance caps to operators' wallets (receipts' figure), in fen."""
+        return sum(p.swept_fen for p in self.phases.values())
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON-ready summary (plain ints, floats and strings; money in integer fen).
-        Status counts name only the statuses that occurred."""
+        """The JSON-ready report (plain ints, floats and strings; money in integer fen)."""
         pay = self.phases["payments"]
+        fig = self.figures
         return {
             "tongbao_version": tb.__version__,
             "config": asdict(self.config),
+            "preset": {
+                "name": self.preset.name,
+                "title": self.preset.title,
+                "source": self.preset.source,
+                "scale": fig.scale,
+                "figures": {
+                    "personal_wallets": fig.personal_wallets,
+                    "corporate_wallets": fig.corporate_wallets,
+                    "merchants": fig.merchants,
+                    "transactions": fig.transactions,
+                    "amount_fen": fig.amount_fen,
+                },
+            },
+            "figures_match": self.figures_match,
             "wallets": self.wallets,
-            "transactions": {
-                "submitted": self.submitted,
-                "payments_requested": self.payments_requested,
-                "payments_skipped_insufficient": self.payments_skipped,
+            "merchants": {
+                "by_category": self.merchants_by_category,
+                "by_region": self.merchants_by_region,
+            },
+            "corporate": {"by_category": self.corporate_by_category},
+            "scenarios": [
+                {**asdict(s), "engine_feature": ENGINE_FEATURES[s.feature], "matches": s.matches}
+                for s in self.scenarios
+            ],
+            "payments": {
+                "settled": self.payments_settled,
+                "amount_fen": self.payments_amount_fen,
+                "amount_yuan": format_yuan(self.payments_amount_fen),
+                "reassigned_to_class_1": self.payments_reassigned,
+            },
+            "setup": {
+                "wallet_openings": self.wallet_openings,
+                "issue_transactions": self.phases["issue"].submitted,
+                "exchange_transactions": self.phases["exchange"].submitted,
+                "redemption_transactions": self.phases["redemption"].submitted,
+            },
+            "adversarial": {
                 "resubmissions": self.resubmissions,
                 "double_spends": self.double_spends,
+            },
+            "transactions": {
+                "submitted": self.submitted,
                 "by_phase": {
                     name: {
                         "batches": p.batches,
@@ -288,16 +374,14 @@ class SimulationResult:
                 },
             },
             "statuses": {s.name: n for s, n in sorted(self.status_totals().items())},
-            "value_paid_fen": self.paid_fen,
-            "value_paid_yuan": format_yuan(self.paid_fen),
-            "payments_paid_fen": self.phases["payments"].paid_fen,
-            "value_moved_fen": self.value_moved_fen,
-            "value_moved_yuan": format_yuan(self.value_moved_fen),
+            "operators": self.operators,
             "supply": {
                 "issued_fen": self.issued_fen,
                 "redeemed_fen": self.redeemed_fen,
                 "outstanding_fen": self.outstanding_fen,
                 "balances_fen": self.balances_fen,
+                "swept_fen": self.swept_fen,
+                "value_moved_fen": self.value_moved_fen,
                 "invariant_error": self.invariant_error,
                 "ok": self.supply_ok,
             },
@@ -307,14 +391,28 @@ class SimulationResult:
                 "threads": self.threads,
                 "wall_s": self.wall_s,
                 "setup_s": self.setup_s,
-                "build_s": sum(p.build_s for p in self.phases.values()),
-                "settle_s": sum(p.settle_s for p in self.phases.values()),
                 "payments_build_s": pay.build_s,
                 "payments_settle_s": pay.settle_s,
                 "engine_tx_per_s": pay.engine_tx_per_s,
-                "client_tx_per_s": pay.submitted / pay.build_s if pay.build_s > 0 else 0.0,
-                "settle_p50_ms": pay.latency_ms(50),
-                "settle_p99_ms": pay.latency_ms(99),
+                "end_to_end_tx_per_s": (
+                    pay.submitted / (pay.build_s + pay.settle_s)
+                    if pay.build_s + pay.settle_s > 0
+                    else 0.0
+                ),
+                "by_phase": {
+                    name: {
+                        "batches": p.batches,
+                        "build_s": p.build_s,
+                        "settle_s": p.settle_s,
+                        "engine_tx_per_s": p.engine_tx_per_s,
+                        "settle_p50_ms": p.latency_ms(50),
+                        "settle_p90_ms": p.latency_ms(90),
+                        "settle_p99_ms": p.latency_ms(99),
+                        "settle_max_ms": p.latency_ms(100),
+                    }
+                    for name, p in self.phases.items()
+                },
+                "batches": [asdict(b) for b in self.batches],
             },
             "simulated_time": {
                 "start_ms": self.start_ms,
@@ -324,17 +422,165 @@ class SimulationResult:
         }
 
 
-class Simulation:
-    """One run of the retail-payments simulation described by ``config``.
+# -- amounts -----------------------------------------------------------------------------------
 
-    ``on_progress(phase, done)`` is called after each settled batch of the funding and payments
-    phases with the number of payments (requested) the batch covered; see :meth:`work_units`.
+
+def fit_total(
+    rng: np.random.Generator, n: int, total_fen: int, sigma: float, min_fen: int, max_fen: int
+) -> npt.NDArray[np.int64]:
+    """``n`` amounts in ``[min_fen, max_fen]`` that sum to ``total_fen`` exactly: log-normal of
+    shape ``sigma`` scaled to the mean ``total_fen / n``, floored to whole fen and clipped, then
+    the remainder spread (at random positions) over the amounts with room. Raises
+    ``InvalidArgument`` when no such amounts exist.
+
+    >>> a = fit_total(np.random.default_rng(1), 1000, 50_000, 1.0, 10, 500)
+    >>> int(a.sum()), bool(a.min() >= 10), bool(a.max() <= 500)
+    (50000, True, True)
+    """
+    if not n * min_fen <= total_fen <= n * max_fen:
+        raise InvalidArgument(f"{n} amounts in {min_fen}..{max_fen} fen cannot sum to {total_fen}")
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    raw = rng.lognormal(0.0, sigma, n)
+    amounts: npt.NDArray[np.int64] = np.clip(
+        np.floor(raw * (total_fen / raw.sum())), min_fen, max_fen
+    ).astype(np.int64)
+    diff = total_fen - int(amounts.sum())
+    while diff != 0:
+        room = (max_fen - amounts) if diff > 0 else (amounts - min_fen)
+        idx = rng.permutation(np.flatnonzero(room > 0))
+        step = max(1, abs(diff) // len(idx))
+        add = np.minimum(room[idx], step)
+        cum = np.cumsum(add)
+        k = int(np.searchsorted(cum, abs(diff)))
+        if k < len(add):
+            add[k] -= int(cum[k]) - abs(diff)
+            add[k + 1 :] = 0
+        amounts[idx] += add if diff > 0 else -add
+        diff = total_fen - int(amounts.sum())
+    return amounts
+
+
+# -- salaries: the seam for the payroll module -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SalaryRun:
+    """One employer paying payslips in one transaction: employee wallet ids and amounts in fen,
+    and the run's reference."""
+
+    employer: int
+    employees: Sequence[int]
+    amounts_fen: Sequence[int]
+    reference: bytes
+
+
+def pay_salaries(
+    ledger: tb.Ledger, keyring: tb.Keyring, runs: Sequence[SalaryRun], timestamp_ms: int
+) -> list[bytes]:
+    """Build and sign one multi-output transfer per salary run: the employer's tokens as inputs
+    (largest first), one output per payslip, change back to the employer. Runs of one employer
+    chain (a later run spends the earlier one's change), so the list settles in one batch, in
+    order. This is the one place the simulator builds salaries; the payroll module replaces it.
+    Raises ``InsufficientFunds`` when an employer cannot fund a run.
+
+    >>> ledger, keys = tb.Ledger(), tb.Keyring()
+    >>> ledger.open_wallets(keys, [1], tb.WalletKind.CENTRAL_BANK)
+    >>> ledger.open_wallets(keys, [2], tb.WalletKind.OPERATOR)
+    >>> ledger.open_wallets(keys, [5], tb.WalletKind.CORPORATE)
+    >>> ledger.open_wallets(keys, [7, 8], tb.WalletKind.PERSONAL)
+    >>> _ = ledger.settle([tb.issue(keys, 1, [(2, 10_000)], 1_000)], 1_000)
+    >>> ledger.pay(keys, 2, 5, 10_000, 1_500).ok
+    True
+    >>> txs = pay_salaries(ledger, keys, [SalaryRun(5, [7, 8], [3_000, 4_000], b"PAY-1")], 2_000)
+    >>> ledger.settle(txs, 2_000).ok, ledger.balances([5, 7, 8]).tolist()
+    (True, [3000, 3000, 4000])
+    """
+    views: dict[int, list[tuple[bytes, int]]] = {}
+    txs = []
+    for run in runs:
+        if len(run.employees) != len(run.amounts_fen) or not run.employees:
+            raise InvalidArgument("a salary run needs one amount per employee, and employees")
+        if len(run.employees) + 1 > tb.OUTPUTS_MAX:
+            raise InvalidArgument(f"a salary run pays at most {tb.OUTPUTS_MAX - 1} payslips")
+        tokens = views.setdefault(run.employer, sorted(ledger.unspent(run.employer), key=_value))
+        need = sum(int(a) for a in run.amounts_fen)
+        inputs: list[bytes] = []
+        gathered = 0
+        while gathered < need and tokens and len(inputs) < tb.INPUTS_MAX:
+            token, value = tokens.pop()
+            inputs.append(token)
+            gathered += value
+        if gathered < need:
+            raise tb.InsufficientFunds(
+                f"employer {run.employer} cannot fund a salary run of {need} fen"
+            )
+        outputs = [(int(e), int(a)) for e, a in zip(run.employees, run.amounts_fen, strict=True)]
+        if gathered > need:
+            outputs.append((run.employer, gathered - need))
+        tx = tb.transfer(
+            keyring, inputs, outputs, [run.employer], timestamp_ms, reference=run.reference
+        )
+        if gathered > need:
+            change = (tb.token_id(tb.transaction_id(tx), len(outputs) - 1), gathered - need)
+            tokens.append(change)
+            tokens.sort(key=_value)
+        txs.append(tx)
+    return txs
+
+
+def _value(token: tuple[bytes, int]) -> int:
+    return token[1]
+
+
+# -- the plan ----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Plan:
+    """Every wallet and payment of a run, drawn up front (arrays indexed by position)."""
+
+    person_ids: npt.NDArray[np.int64]
+    person_class: npt.NDArray[np.int64]
+    person_sm2: npt.NDArray[np.bool_]
+    person_operator: npt.NDArray[np.int64]
+    corporate_ids: npt.NDArray[np.int64]
+    corporate_mcc: npt.NDArray[np.int64]
+    corporate_region: npt.NDArray[np.int64]
+    corporate_operator: npt.NDArray[np.int64]
+    merchant_ids: npt.NDArray[np.int64]
+    merchant_mcc: npt.NDArray[np.int64]
+    merchant_region: npt.NDArray[np.int64]
+    merchant_operator: npt.NDArray[np.int64]
+    # Payments in time order: scenario index, payer, payee (-1 for salary runs), amount.
+    scenario: npt.NDArray[np.int64]
+    payer: npt.NDArray[np.int64]
+    payee: npt.NDArray[np.int64]
+    amount: npt.NDArray[np.int64]
+    batch_ms: npt.NDArray[np.int64]
+    # Salary runs: payment index -> (start, end) into the payslip arrays.
+    payslip_start: dict[int, int]
+    payslip_end: dict[int, int]
+    payslip_employee: npt.NDArray[np.int64]
+    payslip_amount: npt.NDArray[np.int64]
+    person_opening: npt.NDArray[np.int64]
+    corporate_opening: npt.NDArray[np.int64]
+    reassigned: int
+
+
+class Simulation:
+    """One run of a preset through the engine (see the module docstring).
+
+    ``on_progress(phase, done)`` is called as work is done, with ``phase`` one of
+    :data:`PROGRESS_PHASES`; :meth:`work_units` gives the totals.
     """
 
     def __init__(self, config: SimulationConfig, on_progress: ProgressCallback | None = None):
         config.validate()
         self.config = config
-        self._on_progress = on_progress
+        self.preset = load_preset(config.preset)
+        self.figures = scale_figures(self.preset, config.scale)
+        self.on_progress = on_progress
         self._rng = np.random.default_rng(config.seed)
         if config.ledger_path is None:
             self.ledger = tb.Ledger(
@@ -346,135 +592,467 @@ class Simulation:
                 threads=config.threads,
                 verify_signatures=config.verify_signatures,
             )
+        self.settler: Settler = self.ledger
         self.keyring = tb.Keyring()
+        self.limits = tb.load_limits()
         self.phases = {name: PhaseStats(name) for name in PHASES}
-        self.now_ms = config.start_ms
+        self.batches: list[BatchRecord] = []
+        self.scenarios = [
+            ScenarioStats(s.name, s.title, s.feature, n, fen)
+            for s, n, fen in zip(
+                self.preset.scenarios,
+                self.figures.scenario_transactions,
+                self.figures.scenario_amount_fen,
+                strict=True,
+            )
+        ]
+        self.now_ms = self.preset.start_ms
+        self._operators = np.arange(
+            OPERATOR_BASE, OPERATOR_BASE + len(self.preset.operators), dtype=np.int64
+        )
         self._issued_fen = 0
         self._redeemed_fen = 0
-        self._skipped = 0
         self._resubmissions = 0
         self._double_spends = 0
-        # Transactions of the last batch that settled OK: the pool bad transactions copy from.
-        self._recent_ok: list[bytes] = []
-        self._persons = np.arange(PERSON_BASE, PERSON_BASE + config.wallets, dtype=np.int64)
-        self._merchants = np.arange(MERCHANT_BASE, MERCHANT_BASE + config.merchants, dtype=np.int64)
-        self._operators = np.arange(OPERATOR_BASE, OPERATOR_BASE + config.operators, dtype=np.int64)
-        self._sm2_persons = 0
-        # Drawn in the issue phase: each person's opening balance and operator bank.
-        self._opening: npt.NDArray[np.int64] = np.zeros(0, dtype=np.int64)
-        self._operator_of: npt.NDArray[np.int64] = np.zeros(0, dtype=np.int64)
+        self._started = 0.0
+        self._plan: _Plan | None = None
 
-    def work_units(self) -> int:
-        """Total progress units a run reports: one per funded wallet plus one per requested
-        payment."""
-        return self.config.wallets + self.config.transactions
+    def work_units(self) -> dict[str, int]:
+        """Progress units per phase: wallets opened, customers funded, payments."""
+        f = self.figures
+        customers = f.personal_wallets + f.corporate_wallets
+        return {
+            "wallets": customers + f.merchants,
+            "exchange": customers,
+            "payments": f.transactions,
+        }
 
     # -- the run -----------------------------------------------------------------------------
 
     def run(self) -> SimulationResult:
-        """Run every phase, check the supply, and return the result. Once per instance."""
+        """Plan, open wallets, issue, exchange, pay, redeem, check; return the result. Once per
+        instance."""
         if self.ledger.batch_seq or self.ledger.wallet_count:
             raise RuntimeError("a Simulation runs once; make a new one")
-        started = time.perf_counter()
-        self._open_wallets()
-        setup_s = time.perf_counter() - started
-        self._issue()
-        self._fund()
-        self._pay()
+        self._started = time.perf_counter()
+        plan = self._plan = self._make_plan()
+        self._open_wallets(plan)
+        setup_s = time.perf_counter() - self._started
+        self._issue(plan)
+        self._exchange(plan)
+        self._pay(plan)
         self._redeem()
-        return self._finish(started, setup_s)
+        return self._finish(plan, setup_s)
 
-    def _open_wallets(self) -> None:
-        cfg = self.config
-        seed = f"tongbao-sim/{cfg.seed}".encode()
-        n_sm2 = round(cfg.wallets * cfg.sm2_share)
-        sm2_index = np.sort(self._rng.choice(cfg.wallets, size=n_sm2, replace=False))
-        is_sm2 = np.zeros(cfg.wallets, dtype=bool)
-        is_sm2[sm2_index] = True
-        self._sm2_persons = n_sm2
+    def _make_plan(self) -> _Plan:
+        preset, fig, rng = self.preset, self.figures, self._rng
+        n_ops = len(preset.operators)
+        op_p = np.array(preset.operator_shares)
+
+        # Wallets.
+        n_p, n_c, n_m = fig.personal_wallets, fig.corporate_wallets, fig.merchants
+        person_ids = np.arange(PERSON_BASE, PERSON_BASE + n_p, dtype=np.int64)
+        person_class = rng.choice(4, size=n_p, p=np.array(preset.class_shares)) + 1
+        person_sm2 = rng.random(n_p) < preset.sm2_share
+        person_operator = self._operators[rng.choice(n_ops, size=n_p, p=op_p)]
+        corporate_ids = np.arange(CORPORATE_BASE, CORPORATE_BASE + n_c, dtype=np.int64)
+        corporate_mcc = self._categories(n_c, preset.corporate_categories, "corporate")
+        corporate_region = rng.choice(
+            len(preset.regions), size=n_c, p=np.array(preset.region_shares)
+        )
+        corporate_operator = self._operators[rng.choice(n_ops, size=n_c, p=op_p)]
+        merchant_ids = np.arange(MERCHANT_BASE, MERCHANT_BASE + n_m, dtype=np.int64)
+        merchant_mcc = self._categories(n_m, preset.merchant_categories, "merchants")
+        merchant_region = rng.choice(
+            len(preset.regions), size=n_m, p=np.array(preset.region_shares)
+        )
+        merchant_operator = self._operators[rng.choice(n_ops, size=n_m, p=op_p)]
+
+        # Payments, scenario by scenario.
+        activity = rng.gamma(2.0, 1.0, n_p)
+        person_p = activity / activity.sum()
+        scen_parts, payer_parts, payee_parts, amount_parts = [], [], [], []
+        slip_counts: list[npt.NDArray[np.int64]] = []
+        slip_employees: list[npt.NDArray[np.int64]] = []
+        slip_amounts: list[npt.NDArray[np.int64]] = []
+        for i, (sc, n, total) in enumerate(
+            zip(preset.scenarios, fig.scenario_transactions, fig.scenario_amount_fen, strict=True)
+        ):
+            a = sc.amounts
+            if sc.payer == "personal":
+                payers = person_ids[rng.choice(n_p, size=n, p=person_p)]
+            else:
+                pool = corporate_ids[np.isin(corporate_mcc, sc.payer_mcc)]
+                payers = pool[self._popular(len(pool), n)]
+            if sc.feature == "salary":
+                counts = rng.integers(sc.outputs_min, sc.outputs_max + 1, n)
+                n_slips = int(counts.sum())
+                slips = fit_total(rng, n_slips, total, a.sigma, a.min_fen, a.max_fen)
+                pool = person_ids[np.isin(person_class, sc.payee_classes)]
+                if len(pool) == 0:
+                    raise InvalidArgument(f"scenario {sc.name}: no persons of its payee classes")
+                slip_counts.append(counts)
+                slip_employees.append(pool[rng.integers(0, len(pool), n_slips)])
+                slip_amounts.append(slips)
+                starts = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64)
+                amounts = np.add.reduceat(slips, starts) if n else slips[:0]
+                payees = np.full(n, -1, dtype=np.int64)
+            else:
+                amounts = fit_total(rng, n, total, a.sigma, a.min_fen, a.max_fen)
+                if sc.payee == "personal":
+                    pool = person_ids[np.isin(person_class, sc.payee_classes)]
+                elif sc.payee == "merchant":
+                    pool = merchant_ids[np.isin(merchant_mcc, sc.payee_mcc)]
+                else:
+                    pool = corporate_ids[np.isin(corporate_mcc, sc.payee_mcc)]
+                if len(pool) == 0 and n:
+                    raise InvalidArgument(f"scenario {sc.name}: no {sc.payee} wallets to pay")
+                payees = pool[self._popular(len(pool), n)]
+            scen_parts.append(np.full(n, i, dtype=np.int64))
+            payer_parts.append(payers.astype(np.int64))
+            payee_parts.append(payees)
+            amount_parts.append(amounts.astype(np.int64))
+        scenario = np.concatenate(scen_parts)
+        payer = np.concatenate(payer_parts)
+        payee = np.concatenate(payee_parts)
+        amount = np.concatenate(amount_parts)
+        salary_index = np.flatnonzero(payee == -1)  # in scenario order, as the payslip arrays
+        slip_count_all = np.concatenate(slip_counts) if slip_counts else np.zeros(0, np.int64)
+        slip_employee = np.concatenate(slip_employees) if slip_employees else np.zeros(0, np.int64)
+        slip_amount = np.concatenate(slip_amounts) if slip_amounts else np.zeros(0, np.int64)
+
+        # Time order: a random interleaving, in batches spread over the preset's window.
+        order = rng.permutation(len(scenario))
+        scenario, payer, payee, amount = scenario[order], payer[order], payee[order], amount[order]
+        position = np.empty(len(order), dtype=np.int64)
+        position[order] = np.arange(len(order))
+        slip_end_cum = np.cumsum(slip_count_all)
+        payslip_start = {
+            int(position[k]): int(e - c)
+            for k, e, c in zip(salary_index, slip_end_cum, slip_count_all, strict=True)
+        }
+        payslip_end = {
+            int(position[k]): int(e) for k, e in zip(salary_index, slip_end_cum, strict=True)
+        }
+        n_batches = max(1, math.ceil(len(order) / self.config.batch_size))
+        # Exchange takes the first minute; payments follow, evenly over the window.
+        pay_start = preset.start_ms + 60_000
+        span = preset.end_ms - 60_000 - pay_start
+        batch_times = pay_start + (np.arange(1, n_batches + 1) * span) // n_batches
+        batch_ms = batch_times[np.arange(len(order)) // self.config.batch_size]
+
+        reassigned = self._respect_limits(
+            scenario, payer, payee, amount, batch_ms, person_ids, person_class
+        )
+
+        # Openings: what each customer will spend, plus pocket money, within its balance cap.
+        person_out = self._outflow(payer, amount, PERSON_BASE, n_p)
+        pocket = self._pocket(n_p)
+        caps = self._caps("balance_cap_fen")[person_class]
+        person_opening = np.minimum(person_out + pocket, np.maximum(caps, person_out))
+        corporate_out = self._outflow(payer, amount, CORPORATE_BASE, n_c)
+        corporate_opening = corporate_out + self._pocket(n_c) * CORPORATE_POCKET_FACTOR
+        return _Plan(
+            person_ids=person_ids,
+            person_class=person_class,
+            person_sm2=person_sm2,
+            person_operator=person_operator,
+            corporate_ids=corporate_ids,
+            corporate_mcc=corporate_mcc,
+            corporate_region=corporate_region,
+            corporate_operator=corporate_operator,
+            merchant_ids=merchant_ids,
+            merchant_mcc=merchant_mcc,
+            merchant_region=merchant_region,
+            merchant_operator=merchant_operator,
+            scenario=scenario,
+            payer=payer,
+            payee=payee,
+            amount=amount,
+            batch_ms=batch_ms,
+            payslip_start=payslip_start,
+            payslip_end=payslip_end,
+            payslip_employee=slip_employee,
+            payslip_amount=slip_amount,
+            person_opening=person_opening,
+            corporate_opening=corporate_opening,
+            reassigned=reassigned,
+        )
+
+    def _categories(self, n: int, categories: Sequence[Any], what: str) -> npt.NDArray[np.int64]:
+        """Category codes for ``n`` wallets: counts apportioned by share, every category at
+        least one wallet, in random order."""
+        from tongbao.presets import apportion
+
+        if n < len(categories):
+            raise InvalidArgument(
+                f"{what}: {n} wallets at this scale, fewer than its {len(categories)} categories"
+            )
+        scaled_shares = [round(c.share * 1_000_000) for c in categories]
+        counts = apportion(n - len(categories), scaled_shares)
+        codes = np.repeat([c.mcc for c in categories], [k + 1 for k in counts]).astype(np.int64)
+        return self._rng.permutation(codes)
+
+    def _popular(self, pool_size: int, n: int) -> npt.NDArray[np.int64]:
+        """``n`` indices into a pool, Zipf-popular (rank^-0.8, ranks shuffled)."""
+        if n == 0:
+            return np.zeros(0, dtype=np.int64)
+        rank = self._rng.permutation(pool_size) + 1
+        weight = 1.0 / rank**POPULARITY_EXPONENT
+        return self._rng.choice(pool_size, size=n, p=weight / weight.sum())
+
+    def _pocket(self, n: int) -> npt.NDArray[np.int64]:
+        """Pocket money per customer: log-normal around the preset's median, whole yuan."""
+        p = self.preset
+        raw = self._rng.lognormal(math.log(p.opening_median_fen), p.opening_sigma, n) / 100
+        return np.maximum(np.rint(raw).astype(np.int64) * 100, POCKET_MIN_FEN)
+
+    def _caps(self, name: str) -> npt.NDArray[np.int64]:
+        """One cap of the default limits, indexed by class 0-4 (0 unused), None as no cap."""
+        caps = [NO_CAP_FEN]
+        for c in (1, 2, 3, 4):
+            value = getattr(self.limits.classes[c], name)
+            caps.append(NO_CAP_FEN if value is None else int(value))
+        return np.array(caps, dtype=np.int64)
+
+    @staticmethod
+    def _outflow(
+        payer: npt.NDArray[np.int64], amount: npt.NDArray[np.int64], base: int, n: int
+    ) -> npt.NDArray[np.int64]:
+        """Total planned outflow of each wallet ``base + i`` (integer sums)."""
+        out = np.zeros(n, dtype=np.int64)
+        mine = (payer >= base) & (payer < base + n)
+        np.add.at(out, payer[mine] - base, amount[mine])
+        return out
+
+    def _respect_limits(
+        self,
+        scenario: npt.NDArray[np.int64],
+        payer: npt.NDArray[np.int64],
+        payee: npt.NDArray[np.int64],
+        amount: npt.NDArray[np.int64],
+        batch_ms: npt.NDArray[np.int64],
+        person_ids: npt.NDArray[np.int64],
+        person_class: npt.NDArray[np.int64],
+    ) -> int:
+        """Move the payments a payer's class limits would refuse to class-1 payers (no limits),
+        in place: over the per-payment cap; every payment of a (payer, day) or (payer, year)
+        over the daily or annual cap; every payment of a payer whose total would not fit under
+        its balance cap with pocket money. Person-to-person payments never pay the payer.
+        Returns how many payments moved."""
+        personal = payer >= PERSON_BASE
+        class1 = person_ids[person_class == 1]
+        moved = np.zeros(len(payer), dtype=bool)
+
+        def move(rows: npt.NDArray[np.intp]) -> None:
+            if len(rows):
+                payer[rows] = class1[self._rng.integers(0, len(class1), len(rows))]
+                moved[rows] = True
+
+        def cls() -> npt.NDArray[np.int64]:
+            out = np.ones(len(payer), dtype=np.int64)
+            out[personal] = person_class[payer[personal] - PERSON_BASE]
+            return out
+
+        local_day = (batch_ms + SHANGHAI_OFFSET_MS) // DAY_MS
+        days = np.unique(local_day)
+        year_of_day = {int(d): dt.date.fromordinal(719_163 + int(d)).year for d in days}
+        year = np.array([year_of_day[int(d)] for d in local_day], dtype=np.int64)
+        zero = np.zeros(len(payer), dtype=np.int64)
+
+        move(np.flatnonzero(personal & (amount > self._caps("payment_cap_fen")[cls()])))
+        for cap_name, key, headroom in (
+            ("daily_cap_fen", local_day, 0),
+            ("annual_cap_fen", year, 0),
+            ("balance_cap_fen", zero, POCKET_MIN_FEN),
+        ):
+            c = cls()
+            rows = np.flatnonzero(personal & (c > 1))
+            if not len(rows):
+                continue
+            order = rows[np.lexsort((key[rows], payer[rows]))]
+            p, k = payer[order], key[order]
+            new = np.ones(len(order), dtype=bool)
+            new[1:] = (p[1:] != p[:-1]) | (k[1:] != k[:-1])
+            starts = np.flatnonzero(new)
+            sums = np.add.reduceat(amount[order], starts)
+            group = np.cumsum(new) - 1
+            limit = self._caps(cap_name)[c[order[starts]]] - headroom
+            move(order[(sums > limit)[group]])
+        # A person-to-person payment moved to its own payee goes to the next wallet of the pool.
+        for i, sc in enumerate(self.preset.scenarios):
+            if sc.feature != "p2p":
+                continue
+            pool = person_ids[np.isin(person_class, sc.payee_classes)]
+            while True:
+                same = np.flatnonzero((scenario == i) & (payer == payee))
+                if not len(same) or len(pool) < 2:
+                    break
+                payee[same] = pool[self._rng.integers(0, len(pool), len(same))]
+        return int(moved.sum())
+
+    # -- phases ------------------------------------------------------------------------------
+
+    def _open_wallets(self, plan: _Plan) -> None:
+        seed = f"tongbao-sim/{self.config.seed}".encode()
         ledger, keys = self.ledger, self.keyring
         ledger.open_wallets(keys, [CENTRAL_BANK_ID], WalletKind.CENTRAL_BANK, seed=seed)
         ledger.open_wallets(keys, self._operators.tolist(), WalletKind.OPERATOR, seed=seed)
-        ledger.open_wallets(keys, self._merchants.tolist(), WalletKind.MERCHANT, seed=seed)
-        ledger.open_wallets(
-            keys, self._persons[~is_sm2].tolist(), WalletKind.PERSONAL, Scheme.ED25519, seed
-        )
-        if n_sm2:
-            ledger.open_wallets(
-                keys, self._persons[is_sm2].tolist(), WalletKind.PERSONAL, Scheme.SM2, seed
+        ledger.set_limits(self.limits)
+        groups: list[tuple[WalletKind, Scheme, npt.NDArray[np.int64], dict[str, Any]]] = [
+            (
+                WalletKind.MERCHANT,
+                Scheme.ED25519,
+                plan.merchant_ids,
+                {
+                    "operator": plan.merchant_operator,
+                    "mcc": plan.merchant_mcc,
+                    "region": plan.merchant_region + 1,
+                    "linked_account": True,
+                },
+            ),
+            (
+                WalletKind.CORPORATE,
+                Scheme.ED25519,
+                plan.corporate_ids,
+                {
+                    "operator": plan.corporate_operator,
+                    "mcc": plan.corporate_mcc,
+                    "region": plan.corporate_region + 1,
+                    "linked_account": True,
+                },
+            ),
+        ]
+        for scheme, mask in ((Scheme.ED25519, ~plan.person_sm2), (Scheme.SM2, plan.person_sm2)):
+            groups.append(
+                (
+                    WalletKind.PERSONAL,
+                    scheme,
+                    plan.person_ids[mask],
+                    {
+                        "wallet_class": plan.person_class[mask],
+                        "operator": plan.person_operator[mask],
+                        # Classes 1-3 have a linked deposit account; class 4 is anonymous.
+                        "linked_account": plan.person_class[mask] <= 3,
+                    },
+                )
             )
+        for kind, scheme, ids, attrs in groups:
+            for start in range(0, len(ids), OPEN_CHUNK):
+                part = slice(start, start + OPEN_CHUNK)
+                chunk_attrs = {
+                    k: (v[part].tolist() if isinstance(v, np.ndarray) else v)
+                    for k, v in attrs.items()
+                }
+                ledger.open_wallets(keys, ids[part].tolist(), kind, scheme, seed, **chunk_attrs)
+                self._progress("wallets", len(ids[part]))
 
-    def _issue(self) -> None:
-        cfg = self.config
-        self._opening = self._lognormal_fen(
-            cfg.wallets, cfg.opening_median_fen, cfg.opening_sigma,
-            cfg.opening_min_fen, cfg.opening_max_fen, round_to=100,
-        )  # fmt: skip
-        self._operator_of = self._operators[self._rng.integers(0, cfg.operators, cfg.wallets)]
+    def _issue(self, plan: _Plan) -> None:
         txs = []
         for op in self._operators.tolist():
-            need = int(self._opening[self._operator_of == op].sum())
-            reserve = need + max(cfg.reserve_margin_fen, need // 10)
+            need = int(plan.person_opening[plan.person_operator == op].sum())
+            need += int(plan.corporate_opening[plan.corporate_operator == op].sum())
+            reserve = need + max(RESERVE_MARGIN_FEN, need // 10)
             self._issued_fen += reserve
             txs.append(tb.issue(self.keyring, CENTRAL_BANK_ID, [(op, reserve)], self.now_ms))
         self._settle("issue", txs, build_s=0.0)
 
-    def _fund(self) -> None:
-        cfg = self.config
-        order = np.argsort(self._operator_of, kind="stable")
-        for start in range(0, cfg.wallets, cfg.batch_size):
-            idx = order[start : start + cfg.batch_size]
-            self._tick(1_000)
+    def _exchange(self, plan: _Plan) -> None:
+        """Deposit exchange: each operator pays its customers their opening balances."""
+        customers = np.concatenate((plan.person_ids, plan.corporate_ids))
+        operator_of = np.concatenate((plan.person_operator, plan.corporate_operator))
+        opening = np.concatenate((plan.person_opening, plan.corporate_opening))
+        order = np.argsort(operator_of, kind="stable")
+        for start in range(0, len(order), self.config.batch_size):
+            idx = order[start : start + self.config.batch_size]
+            self.now_ms += 1
             t0 = time.perf_counter()
             txs, skipped = self.ledger.build_payments(
                 self.keyring,
-                self._operator_of[idx].tolist(),
-                self._persons[idx].tolist(),
-                self._opening[idx].tolist(),
+                operator_of[idx].tolist(),
+                customers[idx].tolist(),
+                opening[idx].tolist(),
                 self.now_ms,
             )
             assert not skipped
-            settlement = self._settle("funding", txs, time.perf_counter() - t0)
+            settlement = self._settle("exchange", txs, time.perf_counter() - t0)
             assert settlement is not None
             ok = settlement.statuses == Status.OK
-            self.phases["funding"].paid_fen += int(self._opening[idx][ok].sum())
-            self._progress("funding", len(idx))
+            self.phases["exchange"].paid_fen += int(opening[idx][ok].sum())
+            self._progress("exchange", len(idx))
 
-    def _pay(self) -> None:
-        cfg = self.config
-        remaining = cfg.transactions
-        # Some people pay more often than others; a few merchants take most of the trade.
-        activity = self._rng.gamma(2.0, 1.0, cfg.wallets)
-        person_p = activity / activity.sum()
-        rank = self._rng.permutation(cfg.merchants) + 1
-        popularity = 1.0 / rank**0.8
-        merchant_p = popularity / popularity.sum()
-        while remaining > 0:
-            n = min(cfg.batch_size, remaining)
-            payers, payees, amounts = self._draw_payments(n, person_p, merchant_p)
-            self._tick(max(1, n * 1_000 // cfg.sim_payments_per_second))
-            self.now_ms += int(self._rng.integers(0, 500))
+    def _pay(self, plan: _Plan) -> None:
+        preset = self.preset
+        batch = self.config.batch_size
+        is_salary = plan.payee == -1
+        references = [sc.reference.encode() for sc in preset.scenarios]
+        for start in range(0, len(plan.scenario), batch):
+            rows = np.arange(start, min(start + batch, len(plan.scenario)))
+            self.now_ms = max(self.now_ms + 1, int(plan.batch_ms[start]))
             t0 = time.perf_counter()
+            simple = rows[~is_salary[rows]]
+            refs: bytes | list[bytes] = b""
+            if any(references[s] for s in set(plan.scenario[simple].tolist())):
+                refs = [
+                    f"{references[s].decode()}/{payee}/{row:09d}".encode() if references[s] else b""
+                    for s, payee, row in zip(
+                        plan.scenario[simple].tolist(),
+                        plan.payee[simple].tolist(),
+                        simple.tolist(),
+                        strict=True,
+                    )
+                ]
             txs, skipped = self.ledger.build_payments(
                 self.keyring,
-                payers.tolist(),
-                payees.tolist(),
-                amounts.tolist(),
+                plan.payer[simple].tolist(),
+                plan.payee[simple].tolist(),
+                plan.amount[simple].tolist(),
                 self.now_ms,
+                reference=refs,
                 skip_insufficient=True,
             )
-            self._skipped += len(skipped)
-            batch, good_at = self._mix_in_bad(txs, n)
-            settlement = self._settle("payments", batch, time.perf_counter() - t0)
+            for i in skipped:
+                self.scenarios[int(plan.scenario[simple[i]])].failed += 1
+            built = np.delete(simple, skipped)
+            salary_rows = rows[is_salary[rows]]
+            runs = [
+                SalaryRun(
+                    employer=int(plan.payer[r]),
+                    employees=plan.payslip_employee[
+                        plan.payslip_start[r] : plan.payslip_end[r]
+                    ].tolist(),
+                    amounts_fen=plan.payslip_amount[
+                        plan.payslip_start[r] : plan.payslip_end[r]
+                    ].tolist(),
+                    reference=f"SALARY/{int(plan.payer[r])}/{r:09d}".encode(),
+                )
+                for r in salary_rows.tolist()
+            ]
+            txs += pay_salaries(self.ledger, self.keyring, runs, self.now_ms)
+            tx_rows = np.concatenate((built, salary_rows))
+            mixed, good_at = self._mix_in_bad(txs, len(rows))
+            settlement = self._settle("payments", mixed, time.perf_counter() - t0)
             if settlement is not None:
-                built_amounts = np.delete(amounts, skipped)
                 ok = settlement.statuses[good_at] == Status.OK
-                self.phases["payments"].paid_fen += int(built_amounts[ok].sum())
-            self._progress("payments", n)
-            remaining -= n
+                scen = plan.scenario[tx_rows]
+                settled_n = np.bincount(scen[ok], minlength=len(self.scenarios))
+                failed_n = np.bincount(scen[~ok], minlength=len(self.scenarios))
+                paid = np.zeros(len(self.scenarios), dtype=np.int64)
+                np.add.at(paid, scen[ok], plan.amount[tx_rows][ok])
+                for i, stats in enumerate(self.scenarios):
+                    stats.settled_transactions += int(settled_n[i])
+                    stats.settled_amount_fen += int(paid[i])
+                    stats.failed += int(failed_n[i])
+                    if stats.feature == "salary":
+                        mine = salary_rows[ok[len(built) :]]
+                        stats.payslips += sum(
+                            plan.payslip_end[r] - plan.payslip_start[r] for r in mine.tolist()
+                        )
+                self.phases["payments"].paid_fen += int(paid.sum())
+            self._progress("payments", len(rows))
 
     def _redeem(self) -> None:
-        self._tick(60_000)
+        self.now_ms = max(self.now_ms + 1, self.preset.end_ms)
         t0 = time.perf_counter()
         txs = []
         for op in self._operators.tolist():
@@ -488,30 +1066,79 @@ class Simulation:
             self._redeemed_fen += destroy
         self._settle("redemption", txs, time.perf_counter() - t0)
 
-    def _finish(self, started: float, setup_s: float) -> SimulationResult:
-        cfg = self.config
-        supply = self.ledger.supply()
-        all_ids = [CENTRAL_BANK_ID, *self._operators.tolist(), *self._merchants.tolist()]
-        all_ids += self._persons.tolist()
-        balances_fen = sum(self.ledger.balances(all_ids).tolist())
+    def _finish(self, plan: _Plan, setup_s: float) -> SimulationResult:
+        preset = self.preset
+        ledger = self.ledger
+        supply = ledger.supply()
+        all_ids = [CENTRAL_BANK_ID, *self._operators.tolist()]
+        all_ids += plan.merchant_ids.tolist() + plan.corporate_ids.tolist()
+        all_ids += plan.person_ids.tolist()
+        balances_fen = sum(ledger.balances(all_ids).tolist())
         invariant_error = None
         try:
-            self.ledger.check_invariants()
+            ledger.check_invariants()
         except InvariantViolation as exc:
             invariant_error = str(exc)
-        ed = cfg.wallets - self._sm2_persons
+        personal: dict[str, int] = {}
+        for c in (1, 2, 3, 4):
+            personal[f"class {c}"] = int((plan.person_class == c).sum())
+        personal["sm2"] = int(plan.person_sm2.sum())
+        personal["ed25519"] = len(plan.person_ids) - personal["sm2"]
+        personal["total"] = len(plan.person_ids)
         wallets = {
-            "central_bank": {"ed25519": 1, "sm2": 0},
-            "operator": {"ed25519": cfg.operators, "sm2": 0},
-            "merchant": {"ed25519": cfg.merchants, "sm2": 0},
-            "personal": {"ed25519": ed, "sm2": self._sm2_persons},
+            "central_bank": {"total": 1},
+            "operator": {"total": len(self._operators)},
+            "personal": personal,
+            "corporate": {"total": len(plan.corporate_ids)},
+            "merchant": {"total": len(plan.merchant_ids)},
         }
+        region_names = preset.regions
+        by_category = []
+        for cat in preset.merchant_categories:
+            by_category.append(
+                {
+                    "mcc": cat.mcc,
+                    "name": cat.name,
+                    "count": int((plan.merchant_mcc == cat.mcc).sum()),
+                }
+            )
+        corporate_by_category = [
+            {"mcc": cat.mcc, "name": cat.name, "count": int((plan.corporate_mcc == cat.mcc).sum())}
+            for cat in preset.corporate_categories
+        ]
+        by_region = [
+            {"region": name, "count": int((plan.merchant_region == i).sum())}
+            for i, name in enumerate(region_names)
+        ]
+        operators = []
+        op_balances = ledger.balances(self._operators.tolist()).tolist()
+        for i, op in enumerate(self._operators.tolist()):
+            operators.append(
+                {
+                    "name": preset.operators[i],
+                    "wallet_id": op,
+                    "personal_wallets": int((plan.person_operator == op).sum()),
+                    "corporate_wallets": int((plan.corporate_operator == op).sum()),
+                    "merchants": int((plan.merchant_operator == op).sum()),
+                    "exchanged_fen": int(plan.person_opening[plan.person_operator == op].sum())
+                    + int(plan.corporate_opening[plan.corporate_operator == op].sum()),
+                    "balance_fen": int(op_balances[i]),
+                }
+            )
         return SimulationResult(
-            config=cfg,
+            config=self.config,
+            preset=preset,
+            figures=self.figures,
             wallets=wallets,
+            merchants_by_category=by_category,
+            merchants_by_region=by_region,
+            corporate_by_category=corporate_by_category,
+            scenarios=self.scenarios,
             phases=self.phases,
-            payments_requested=cfg.transactions,
-            payments_skipped=self._skipped,
+            batches=self.batches,
+            operators=operators,
+            wallet_openings=ledger.wallet_count,
+            payments_reassigned=plan.reassigned,
             resubmissions=self._resubmissions,
             double_spends=self._double_spends,
             issued_fen=supply.issued_fen,
@@ -521,54 +1148,20 @@ class Simulation:
             expected_issued_fen=self._issued_fen,
             expected_redeemed_fen=self._redeemed_fen,
             invariant_error=invariant_error,
-            state_digest=self.ledger.state_digest(),
-            receipt_hash=self.ledger.last_receipt_hash,
-            threads=self.ledger.threads,
-            start_ms=cfg.start_ms,
+            state_digest=ledger.state_digest(),
+            receipt_hash=ledger.last_receipt_hash,
+            threads=ledger.threads,
+            start_ms=preset.start_ms,
             end_ms=self.now_ms,
             setup_s=setup_s,
-            wall_s=time.perf_counter() - started,
+            wall_s=time.perf_counter() - self._started,
         )
 
     # -- helpers -----------------------------------------------------------------------------
 
-    def _tick(self, ms: int) -> None:
-        self.now_ms += ms
-
     def _progress(self, phase: str, done: int) -> None:
-        if self._on_progress is not None:
-            self._on_progress(phase, done)
-
-    def _lognormal_fen(
-        self, n: int, median_fen: int, sigma: float, low: int, high: int, round_to: int = 1
-    ) -> npt.NDArray[np.int64]:
-        """``n`` amounts in fen, log-normal around ``median_fen``, rounded once to a multiple of
-        ``round_to`` fen and clipped to ``[low, high]``: integers from here on."""
-        raw = self._rng.lognormal(math.log(median_fen), sigma, n) / round_to
-        fen = np.rint(raw).astype(np.int64) * round_to
-        return np.clip(fen, low, high)
-
-    def _draw_payments(
-        self, n: int, person_p: npt.NDArray[np.float64], merchant_p: npt.NDArray[np.float64]
-    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-        cfg = self.config
-        rng = self._rng
-        payer_idx = rng.choice(cfg.wallets, size=n, p=person_p)
-        payees = self._merchants[rng.choice(cfg.merchants, size=n, p=merchant_p)]
-        amounts = self._lognormal_fen(
-            n, cfg.retail_median_fen, cfg.retail_sigma, cfg.retail_min_fen, cfg.retail_max_fen
-        )
-        if cfg.wallets >= 2 and cfg.p2p_share > 0:
-            p2p = rng.random(n) < cfg.p2p_share
-            k = int(p2p.sum())
-            # Another person: shift the payer's index by 1..wallets-1, so never the payer.
-            other = (payer_idx[p2p] + rng.integers(1, cfg.wallets, k)) % cfg.wallets
-            payees[p2p] = self._persons[other]
-            amounts[p2p] = self._lognormal_fen(
-                k, cfg.p2p_median_fen, cfg.p2p_sigma, cfg.retail_min_fen, cfg.p2p_max_fen,
-                round_to=100,
-            )  # fmt: skip
-        return self._persons[payer_idx], payees, amounts
+        if self.on_progress is not None:
+            self.on_progress(phase, done)
 
     def _count(self, expected: float) -> int:
         """Stochastic rounding: ``floor(expected)`` plus one with probability of the fraction."""
@@ -576,50 +1169,51 @@ class Simulation:
         return whole + int(self._rng.random() < expected - whole)
 
     def _mix_in_bad(self, txs: list[bytes], n: int) -> tuple[list[bytes], npt.NDArray[np.intp]]:
-        """Interleave resubmissions and double spends of the previous batch's settled
-        transactions into ``txs`` at random positions, keeping ``txs`` in order (payments of one
-        payer chain and must settle in order). Returns the batch and the positions of ``txs``
-        in it."""
-        cfg = self.config
-        pool = self._recent_ok
-        if not pool:
-            return txs, np.arange(len(txs))
-        n_resubmit = min(self._count(n * cfg.resubmit_share), len(pool))
-        n_double = min(self._count(n * cfg.double_spend_share), len(pool))
-        bad = [pool[i] for i in self._rng.choice(len(pool), n_resubmit, replace=False)]
-        for i in self._rng.choice(len(pool), n_double, replace=False):
-            bad.append(self._double_spend(pool[int(i)]))
+        """Mix deliberately bad transactions into ``txs``: resubmissions of some of them
+        (``ALREADY_SETTLED``) and new transfers spending their inputs again (``INPUT_SPENT``),
+        each placed at a random position after its original; ``txs`` keep their order
+        (payments of one payer chain). Returns the batch and the positions of ``txs`` in it."""
+        m = len(txs)
+        n_resubmit = min(self._count(n * self.preset.resubmit_share), m)
+        n_double = min(self._count(n * self.preset.double_spend_share), m)
+        if m == 0 or n_resubmit + n_double == 0:
+            return txs, np.arange(m)
+        originals = self._rng.choice(m, n_resubmit + n_double, replace=True)
+        bad = [txs[int(j)] for j in originals[:n_resubmit]]
+        bad += [self._double_spend(txs[int(j)]) for j in originals[n_resubmit:]]
         self._resubmissions += n_resubmit
         self._double_spends += n_double
-        if not bad:
-            return txs, np.arange(len(txs))
-        total = len(txs) + len(bad)
-        is_bad = np.zeros(total, dtype=bool)
-        is_bad[self._rng.choice(total, len(bad), replace=False)] = True
-        good_it, bad_it = iter(txs), iter(bad)
-        batch = [next(bad_it) if b else next(good_it) for b in is_bad.tolist()]
-        return batch, np.flatnonzero(~is_bad)
+        # Sort keys: good tx j at 2j, a bad copy of j after a random later good tx t >= j.
+        later = self._rng.integers(originals, m)
+        keys = np.concatenate((2 * np.arange(m), 2 * later + 1))
+        order = np.argsort(keys, kind="stable")
+        everything = txs + bad
+        batch = [everything[i] for i in order.tolist()]
+        return batch, np.flatnonzero(order < m)
 
     def _double_spend(self, tx: bytes) -> bytes:
         """A new transfer, signed by the same payer, spending the inputs of ``tx`` (settled
         already) to a merchant instead: the ledger must answer ``INPUT_SPENT``."""
+        assert self._plan is not None
         doc = tb.decode(tx)
         total = sum(amount for _, amount in doc["outputs"])
         signer = doc["signatures"][0][0]
-        thief_payee = int(self._merchants[int(self._rng.integers(0, len(self._merchants)))])
+        merchants = self._plan.merchant_ids
+        thief_payee = int(merchants[int(self._rng.integers(0, len(merchants)))])
         return tb.transfer(
             self.keyring, doc["inputs"], [(thief_payee, total)], [signer], self.now_ms
         )
 
     def _settle(self, phase: str, txs: Sequence[bytes], build_s: float) -> tb.Settlement | None:
         """Settle ``txs`` as one batch at the simulated now and record it under ``phase``;
-        an empty list is not submitted (None)."""
+        an empty list is not submitted (None). The one place batches go to the engine: a
+        distributed settler replaces ``self.settler`` and nothing else changes."""
         stats = self.phases[phase]
         stats.build_s += build_s
         if not txs:
             return None
         t0 = time.perf_counter()
-        settlement = self.ledger.settle(list(txs), self.now_ms)
+        settlement = self.settler.settle(list(txs), self.now_ms)
         elapsed = time.perf_counter() - t0
         stats.settle_s += elapsed
         stats.settle_latencies_s.append(elapsed)
@@ -627,100 +1221,13 @@ class Simulation:
         stats.submitted += len(txs)
         stats.status_counts.update({s: n for s, n in settlement.counts().items() if n})
         stats.value_moved_fen += settlement.receipt.value_moved_fen
-        ok = np.flatnonzero(settlement.statuses == Status.OK).tolist()
-        self._recent_ok = [txs[i] for i in ok]
+        stats.swept_fen += settlement.receipt.swept_fen
+        self.batches.append(
+            BatchRecord(phase, len(txs), build_s, elapsed, time.perf_counter() - self._started)
+        )
         return settlement
 
 
 def run(config: SimulationConfig, on_progress: ProgressCallback | None = None) -> SimulationResult:
     """Run one simulation (see :class:`Simulation`)."""
     return Simulation(config, on_progress).run()
-
-
-# -- the summary, for people ---------------------------------------------------------------
-
-
-def summary_tables(result: SimulationResult) -> list[Table]:
-    """The run's summary as rich tables: wallets, transactions by status, money and supply,
-    performance and state."""
-    d = result.to_dict()
-    timing = d["timing"]
-
-    wallets = Table(title="Wallets", title_justify="left")
-    wallets.add_column("kind")
-    for col in ("Ed25519", "SM2", "total"):
-        wallets.add_column(col, justify="right")
-    for kind, by_scheme in result.wallets.items():
-        ed, sm2 = by_scheme["ed25519"], by_scheme["sm2"]
-        wallets.add_row(kind.replace("_", " "), f"{ed:,}", f"{sm2:,}", f"{ed + sm2:,}")
-    n_ed = sum(w["ed25519"] for w in result.wallets.values())
-    n_sm2 = sum(w["sm2"] for w in result.wallets.values())
-    wallets.add_row("all", f"{n_ed:,}", f"{n_sm2:,}", f"{n_ed + n_sm2:,}", style="bold")
-
-    statuses = Table(title="Transactions by status", title_justify="left")
-    statuses.add_column("status")
-    for name in PHASES:
-        statuses.add_column(name, justify="right")
-    statuses.add_column("total", justify="right")
-    totals = result.status_totals()
-    for status in sorted(totals):
-        style = "green" if status == Status.OK else "yellow"
-        cells = [f"{result.phases[p].status_counts.get(status, 0):,}" for p in PHASES]
-        statuses.add_row(status.name, *cells, f"{totals[status]:,}", style=style)
-    statuses.add_row(
-        "submitted",
-        *[f"{result.phases[p].submitted:,}" for p in PHASES],
-        f"{result.submitted:,}",
-        style="bold",
-    )
-    statuses.caption = (
-        f"{result.payments_requested:,} payments requested, {result.payments_skipped:,} skipped "
-        f"(payer short of funds, not submitted); mixed in: {result.resubmissions:,} "
-        f"resubmissions, {result.double_spends:,} double spends"
-    )
-
-    money = Table(title="Money", title_justify="left")
-    money.add_column("")
-    money.add_column("yuan", justify="right")
-    money.add_row("payments settled (value paid)", format_yuan(result.phases["payments"].paid_fen))
-    money.add_row("opening balances funded", format_yuan(result.phases["funding"].paid_fen))
-    money.add_row("moved by transfers (engine receipts)", format_yuan(result.value_moved_fen))
-    money.add_row("issued", format_yuan(result.issued_fen))
-    money.add_row("redeemed", format_yuan(result.redeemed_fen))
-    money.add_row("outstanding", format_yuan(result.outstanding_fen))
-    money.add_row("sum of all balances", format_yuan(result.balances_fen))
-    if result.supply_ok:
-        money.add_row("supply check", "[bold green]OK[/]")
-        money.caption = "issued - redeemed = outstanding = sum of balances; invariants hold"
-    else:
-        money.add_row("supply check", "[bold red]FAILED[/]")
-        money.caption = escape(result.invariant_error or "the totals disagree")
-
-    perf = Table(title="Performance", title_justify="left")
-    perf.add_column("")
-    perf.add_column("value", justify="right")
-    pay = result.phases["payments"]
-    perf.add_row("threads", str(result.threads))
-    perf.add_row("payment batches", f"{pay.batches:,} (batch size {result.config.batch_size:,})")
-    perf.add_row(
-        "client build + sign", f"{pay.build_s:.2f} s ({timing['client_tx_per_s']:,.0f} tx/s)"
-    )
-    perf.add_row("engine settle", f"{pay.settle_s:.2f} s")
-    perf.add_row("engine throughput", f"[bold]{timing['engine_tx_per_s']:,.0f} tx/s[/]")
-    perf.add_row(
-        "settle latency per batch",
-        f"p50 {timing['settle_p50_ms']:.1f} ms, p99 {timing['settle_p99_ms']:.1f} ms",
-    )
-    perf.add_row("keys + registration", f"{result.setup_s:.2f} s")
-    perf.add_row("wall time", f"{result.wall_s:.2f} s")
-    perf.add_row("simulated time", f"{d['simulated_time']['seconds']:,} s")
-    perf.add_row("signatures", "verified" if result.config.verify_signatures else "NOT verified")
-    perf.add_row("state digest", result.state_digest.hex()[:16])
-    perf.add_row("receipt chain head", result.receipt_hash.hex()[:16])
-    return [wallets, statuses, money, perf]
-
-
-def render_summary(result: SimulationResult, console: Console) -> None:
-    """Print :func:`summary_tables` to ``console``."""
-    for table in summary_tables(result):
-        console.print(table)

@@ -132,7 +132,38 @@ pub fn build_payments(
     reference: &[u8],
     skip_insufficient: bool,
 ) -> Result<BuiltPayments> {
-    check_limits(0, 2, reference.len(), 1)?;
+    build_payments_with_references(
+        ledger,
+        keyring,
+        payments,
+        timestamp_ms,
+        expiry_ms,
+        &[reference],
+        skip_insufficient,
+    )
+}
+
+/// [`build_payments`] with a reference per payment (a tax or bill number, say): `references`
+/// holds either one reference for every payment or exactly one per payment.
+pub fn build_payments_with_references<R: AsRef<[u8]>>(
+    ledger: &Ledger,
+    keyring: &Keyring,
+    payments: &[Payment],
+    timestamp_ms: u64,
+    expiry_ms: u64,
+    references: &[R],
+    skip_insufficient: bool,
+) -> Result<BuiltPayments> {
+    if references.len() != 1 && references.len() != payments.len() {
+        return Err(Error::InvalidArgument(format!(
+            "{} references for {} payments: give one for all or one per payment",
+            references.len(),
+            payments.len()
+        )));
+    }
+    for r in references {
+        check_limits(0, 2, r.as_ref().len(), 1)?;
+    }
     if expiry_ms < timestamp_ms {
         return Err(Error::InvalidArgument(
             "expiry_ms is before timestamp_ms".into(),
@@ -227,7 +258,7 @@ pub fn build_payments(
             expiry_ms,
             &inputs,
             &outputs,
-            reference,
+            references[if references.len() == 1 { 0 } else { n }].as_ref(),
         );
         let id = tx_id_of_body(&body);
         views

@@ -15,7 +15,9 @@ pub mod rules;
 pub mod status;
 pub mod wal;
 
-pub use builder::{build_payments, BuiltPayments, Keyring, Payment};
+pub use builder::{
+    build_payments, build_payments_with_references, BuiltPayments, Keyring, Payment,
+};
 pub use crypto::{PublicKey, Scheme, SigningKey};
 pub use error::{DecodeError, Error, Result};
 pub use format::{decode, Kind, Transaction};

@@ -655,7 +655,7 @@ impl PyLedger {
         PyBytes::new(py, &digest)
     }
 
-    #[pyo3(signature = (keyring, payers, payees, amounts, timestamp_ms, expiry_ms, reference = b"".to_vec(), skip_insufficient = false))]
+    #[pyo3(signature = (keyring, payers, payees, amounts, timestamp_ms, expiry_ms, reference = vec![Vec::new()], skip_insufficient = false))]
     #[allow(clippy::too_many_arguments)]
     fn build_payments<'py>(
         &self,
@@ -666,7 +666,7 @@ impl PyLedger {
         amounts: Vec<u64>,
         timestamp_ms: u64,
         expiry_ms: u64,
-        reference: Vec<u8>,
+        reference: Vec<Vec<u8>>,
         skip_insufficient: bool,
     ) -> PyResult<(Vec<Bound<'py, PyBytes>>, Vec<usize>)> {
         if payers.len() != payees.len() || payers.len() != amounts.len() {
@@ -691,7 +691,7 @@ impl PyLedger {
         let keys = &keyring.inner;
         let built = py
             .detach(|| {
-                core::build_payments(
+                core::build_payments_with_references(
                     inner,
                     keys,
                     &payments,
