@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 import tongbao as tb
-from naive_ledger import NaiveLedger, Wallets
+from tongbao.naive import NaiveLedger, Wallets
 
 BATCH_SIZES = [256, 4096]
 ROUNDS = {256: 20, 4096: 5}

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import naive_ledger as nl
 import tongbao as tb
+import tongbao.naive as nl
 
 
 def test_self_check() -> None:

@@ -19,6 +19,7 @@ __all__ = [
     "TIMESTAMP_MS_MAX",
     "TX_BYTES_MAX",
     "VALIDITY_MS_MAX",
+    "BatchVerifier",
     "Keyring",
     "Ledger",
     "__version__",
@@ -165,6 +166,24 @@ class Keyring:
     def public_key(self, wallet_id: int) -> bytes: ...
     def sign(self, txs: list[bytes] | bytes, signers: Sequence[Sequence[int]]) -> list[bytes]:
         """Sign encoded transactions (replacing their signatures), in parallel."""
+
+@final
+class BatchVerifier:
+    """Raw batch signature verification (the ceiling ``tongbao bench`` compares settle with):
+    keys parsed once, then many (key index, message, signature) triples per call, checked in
+    parallel on its own ``threads`` (0: one per core) with the ledger's code path."""
+
+    def __new__(
+        cls, schemes: Sequence[int], public_keys: Sequence[bytes], threads: int = 0
+    ) -> BatchVerifier: ...
+    def __len__(self) -> int: ...
+    @property
+    def threads(self) -> int: ...
+    def verify(
+        self, key_indices: Sequence[int], messages: list[bytes], signatures: list[bytes]
+    ) -> bytes:
+        """One byte per signature, 1 valid, 0 invalid. Raises InvalidArgument (lengths differ,
+        a key index out of range, a signature not 64 bytes). Releases the GIL."""
 
 def encode_transaction(
     kind: int,

@@ -270,6 +270,81 @@ def run_verify_log(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
+# -- bench -----------------------------------------------------------------------------------
+
+
+def add_bench(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``bench`` subcommand."""
+    p = subparsers.add_parser(
+        "bench",
+        help="benchmark settlement against raw verification, openssl and a naive Python ledger",
+        description=(
+            "In one run on this machine: raw batch signature verification, Ledger.settle of "
+            "1-input 2-output payments (Ed25519 and SM2) at 1 thread and all, settle with "
+            "signature checks off, the naive Python ledger (cryptography, PyNaCl), openssl "
+            "speed sm2, and peak resident memory per unspent token (1M and 10M tokens, a "
+            "subprocess each); then the ratios against the targets of issue 5, PASS or MISS. "
+            "Every case checks its results (statuses, supply, state digest, a bad-signature "
+            "control). Exit status 0 when every check passed (targets may miss), 1 otherwise."
+        ),
+    )
+    p.add_argument("--quick", action="store_true", help="smaller batches, no 10M-token probe")
+    p.add_argument("--batch-size", type=_int_at_least(32), metavar="N", help="payments per batch")
+    p.add_argument("--rounds", type=_int_at_least(1), metavar="N", help="rounds (best is kept)")
+    p.add_argument(
+        "--threads", type=_int_at_least(1), metavar="N", help="'all threads' (default: CPUs)"
+    )
+    p.add_argument(
+        "--memory-tokens",
+        type=_int_at_least(1),
+        nargs="*",
+        metavar="N",
+        help="unspent-token counts for the memory probes (none: skip)",
+    )
+    p.add_argument("--no-sm2", dest="sm2", action="store_false", help="skip SM2 and openssl")
+    p.add_argument("--no-openssl", dest="openssl", action="store_false", help="skip openssl speed")
+    p.add_argument("--json", type=Path, metavar="PATH", help="write the results as JSON")
+    p.add_argument("--plot", type=Path, metavar="PATH", help="write a PNG (needs matplotlib)")
+    p.set_defaults(handler=run_bench)
+
+
+def run_bench(args: argparse.Namespace, console: Console) -> int:
+    """Run ``tongbao bench``: measure, print the tables, write JSON and PNG. Returns 0, or 1
+    when a correctness check failed."""
+    from tongbao import bench
+
+    changes: dict[str, object] = {"sm2": args.sm2, "openssl": args.openssl and args.sm2}
+    for name in ("batch_size", "rounds", "threads"):
+        if getattr(args, name) is not None:
+            changes[name] = getattr(args, name)
+    if args.memory_tokens is not None:
+        changes["memory_tokens"] = tuple(args.memory_tokens)
+    if args.batch_size is not None:
+        sizes = (bench.BenchConfig.quick() if args.quick else bench.BenchConfig()).sweep_batch_sizes
+        changes["sweep_batch_sizes"] = tuple(s for s in sizes if s < args.batch_size)
+        changes["naive_batch_size"] = args.batch_size
+    config = (bench.BenchConfig.quick if args.quick else bench.BenchConfig.full)(**changes)
+    config.validate()
+    for path in (args.json, args.plot):
+        if path is not None and not path.parent.is_dir():
+            raise InvalidArgument(f"no such directory: {path.parent}")
+    if args.plot is not None:
+        bench.require_matplotlib()
+    with console.status("benchmarking...") as status:
+        result = bench.run(config, lambda text: status.update(text))
+    bench.render(result, console)
+    if args.json is not None:
+        args.json.write_bytes(
+            orjson.dumps(result.to_dict(), option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+        )
+    if args.plot is not None:
+        bench.plot(result, args.plot)
+    if not all(c.passed for c in result.checks):
+        print("tongbao bench: a correctness check FAILED", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
 # -- the parser ------------------------------------------------------------------------------
 
 #: Functions that add one subcommand each; ``tongbao`` gets them in this order.
@@ -277,6 +352,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], N
     add_simulate,
     add_verify_log,
     add_payroll,
+    add_bench,
 ]
 
 

@@ -205,6 +205,17 @@ pub fn verify_many(items: &[VerifyItem<'_>]) -> Vec<bool> {
     ok
 }
 
+/// Verify many signatures on `pool`: the items are split into chunks (about four per thread,
+/// at least 32 items each) and each chunk goes through [`verify_many`]. Returns one bool per
+/// item, in order, equal to single verification of each (so independent of the thread count).
+/// The ledger's phase 1 and the raw batch-verify benchmark share this.
+pub fn verify_parallel(pool: &rayon::ThreadPool, items: &[VerifyItem<'_>]) -> Vec<bool> {
+    use rayon::prelude::*;
+    let threads = pool.current_num_threads().max(1);
+    let chunk = items.len().div_ceil(threads * 4).max(32);
+    pool.install(|| items.par_chunks(chunk).flat_map_iter(verify_many).collect())
+}
+
 fn ed25519_batch_bisect(
     items: &[VerifyItem<'_>],
     ed_index: &[usize],

@@ -12,7 +12,7 @@ use hashbrown::{HashMap, HashSet};
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
-use crate::crypto::{verify_many, PublicKey, Scheme, VerifyItem};
+use crate::crypto::{verify_parallel, PublicKey, Scheme, VerifyItem};
 use crate::error::{Error, Result};
 use crate::format::{
     decode, token_id, Kind, TokenId, Transaction, TxId, WalletId, BATCH_TX_COUNT_MAX,
@@ -754,29 +754,15 @@ impl Ledger {
                     bad_signer.push(i);
                 }
             }
-            let threads = self.pool.current_num_threads().max(1);
-            let chunk = jobs.len().div_ceil(threads * 4).max(32);
-            let verdicts: Vec<bool> = jobs
-                .par_chunks(chunk)
-                .flat_map_iter(|part| {
-                    let items: Vec<VerifyItem<'_>> = part
-                        .iter()
-                        .map(|(_, it)| VerifyItem {
-                            key: it.key,
-                            message: it.message,
-                            signature: it.signature,
-                        })
-                        .collect();
-                    verify_many(&items)
-                })
-                .collect();
-            let failed: Vec<usize> = jobs
+            let (owners, items): (Vec<usize>, Vec<VerifyItem<'_>>) = jobs.into_iter().unzip();
+            let verdicts = verify_parallel(&self.pool, &items);
+            let failed: Vec<usize> = owners
                 .iter()
                 .zip(verdicts)
                 .filter(|(_, ok)| !ok)
-                .map(|((i, _), _)| *i)
+                .map(|(i, _)| *i)
                 .collect();
-            drop(jobs);
+            drop(items);
             for i in bad_signer {
                 checked[i].status = Status::UnknownWallet;
             }

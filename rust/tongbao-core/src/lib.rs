@@ -13,6 +13,7 @@ pub mod format;
 pub mod ledger;
 pub mod rules;
 pub mod status;
+pub mod verifier;
 pub mod wal;
 
 pub use builder::{

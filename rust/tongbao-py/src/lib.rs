@@ -900,6 +900,91 @@ fn frame_batch<'py>(py: Python<'py>, txs: Vec<Vec<u8>>) -> PyResult<Bound<'py, P
     Ok(PyBytes::new(py, &format::frame_batch(&txs)))
 }
 
+/// Raw batch signature verification (the benchmark ceiling for `Ledger.settle`): public keys
+/// parsed once, then many `(key index, message, signature)` triples per call, checked in
+/// parallel on its own threads with the ledger's code path; the GIL is released.
+#[pyclass(module = "tongbao._core", name = "BatchVerifier")]
+struct PyBatchVerifier {
+    inner: core::verifier::BatchVerifier,
+}
+
+#[pymethods]
+impl PyBatchVerifier {
+    #[new]
+    #[pyo3(signature = (schemes, public_keys, threads = 0))]
+    fn new(
+        py: Python<'_>,
+        schemes: Vec<u8>,
+        public_keys: Vec<Vec<u8>>,
+        threads: usize,
+    ) -> PyResult<Self> {
+        if schemes.len() != public_keys.len() {
+            return Err(invalid(format!(
+                "schemes and public_keys differ in length ({}, {})",
+                schemes.len(),
+                public_keys.len()
+            )));
+        }
+        let parsed_schemes = schemes
+            .iter()
+            .map(|s| scheme_of(*s))
+            .collect::<PyResult<Vec<Scheme>>>()?;
+        let keys = py
+            .detach(|| {
+                parsed_schemes
+                    .iter()
+                    .zip(&public_keys)
+                    .enumerate()
+                    .map(|(i, (s, k))| core::PublicKey::parse(*s, k).map_err(|e| (i, e)))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(|(i, e)| errors::InvalidKey::new_err(format!("key {i}: {e}")))?;
+        let inner = core::verifier::BatchVerifier::new(keys, threads).map_err(CoreError::from)?;
+        Ok(PyBatchVerifier { inner })
+    }
+
+    #[getter]
+    fn threads(&self) -> usize {
+        self.inner.threads()
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.key_count()
+    }
+
+    /// One byte per signature, 1 valid and 0 invalid.
+    fn verify<'py>(
+        &self,
+        py: Python<'py>,
+        key_indices: Vec<u32>,
+        messages: &Bound<'py, PyAny>,
+        signatures: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let messages = BatchRef::extract(messages)?;
+        let messages = messages.slices()?;
+        let signatures = BatchRef::extract(signatures)?;
+        let signatures = signatures
+            .slices()?
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                <[u8; 64]>::try_from(*s).map_err(|_| {
+                    invalid(format!(
+                        "signature {i}: a signature is 64 bytes long, got {}",
+                        s.len()
+                    ))
+                })
+            })
+            .collect::<PyResult<Vec<[u8; 64]>>>()?;
+        let inner = &self.inner;
+        let verdicts = py
+            .detach(|| inner.verify(&key_indices, &messages, &signatures))
+            .map_err(CoreError::from)?;
+        let bytes: Vec<u8> = verdicts.into_iter().map(u8::from).collect();
+        Ok(PyBytes::new(py, &bytes))
+    }
+}
+
 /// Split a batch blob made by `frame_batch`. Raises MalformedTransaction on bad framing.
 #[pyfunction]
 fn unframe_batch<'py>(py: Python<'py>, blob: &[u8]) -> PyResult<Vec<Bound<'py, PyBytes>>> {
@@ -990,6 +1075,7 @@ fn audit_log<'py>(
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyLedger>()?;
     m.add_class::<PyKeyring>()?;
+    m.add_class::<PyBatchVerifier>()?;
     m.add_function(wrap_pyfunction!(encode_transaction, m)?)?;
     m.add_function(wrap_pyfunction!(decode_transaction, m)?)?;
     m.add_function(wrap_pyfunction!(transaction_id, m)?)?;

@@ -7,7 +7,8 @@ It is deliberately the straightforward design one would write first, done honest
 * state is a ``dict`` of unspent tokens ``token_id -> (owner, value_fen)`` plus sets of spent
   tokens and settled transaction ids;
 * every input carries its own Ed25519 signature by the input's owner over the transaction id,
-  checked with the ``cryptography`` package (OpenSSL, C), one verify per input;
+  checked with the ``cryptography`` package (OpenSSL, C) or, with ``backend="pynacl"``, PyNaCl
+  (libsodium, C), one verify per input;
 * one thread, transactions applied in batch order, the first wins a conflict.
 
 It answers the same statuses as tongbao (:class:`tongbao.Status`) for the checks it has, in the
@@ -17,14 +18,15 @@ same order: ``MALFORMED``, ``ALREADY_SETTLED``, ``DUPLICATE_INPUT``, ``ZERO_VALU
 redemption: money enters with :meth:`NaiveLedger.mint`. For a 1-input transfer it does the same
 cryptographic work as tongbao (one signature check per transaction).
 
-Run ``python bench/naive_ledger.py`` for its self-check.
+Run ``python -m tongbao.naive`` for its self-check. Needs the ``cryptography`` package (and PyNaCl
+for ``backend="pynacl"``): ``pip install tongbao[bench]``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -95,12 +97,52 @@ class Wallets:
         return body + b"".join(self.keys[owner].sign(tx_id) for _, owner in inputs)
 
 
-class NaiveLedger:
-    """The ledger: wallets, unspent tokens, spent tokens, settled ids."""
+#: A parsed public key's check: ``verify(signature, message)`` is True for a valid signature.
+Verify = Callable[[bytes, bytes], bool]
 
-    def __init__(self, verify_signatures: bool = True) -> None:
+#: The signature libraries the baseline can use.
+BACKENDS = ("cryptography", "pynacl")
+
+
+def _cryptography_verifier(public_key: bytes) -> Verify:
+    key = Ed25519PublicKey.from_public_bytes(public_key)
+
+    def verify(signature: bytes, message: bytes) -> bool:
+        try:
+            key.verify(signature, message)
+        except InvalidSignature:
+            return False
+        return True
+
+    return verify
+
+
+def _pynacl_verifier(public_key: bytes) -> Verify:
+    from nacl.exceptions import BadSignatureError
+    from nacl.signing import VerifyKey
+
+    key = VerifyKey(public_key)
+
+    def verify(signature: bytes, message: bytes) -> bool:
+        try:
+            key.verify(message, signature)
+        except BadSignatureError:
+            return False
+        return True
+
+    return verify
+
+
+class NaiveLedger:
+    """The ledger: wallets, unspent tokens, spent tokens, settled ids. ``backend`` picks the
+    Ed25519 library (:data:`BACKENDS`); PyNaCl is imported only when asked for."""
+
+    def __init__(self, verify_signatures: bool = True, backend: str = "cryptography") -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"backend is one of {BACKENDS}, got {backend!r}")
         self.verify_signatures = verify_signatures
-        self.wallets: dict[int, Ed25519PublicKey] = {}
+        self._parse_key = _cryptography_verifier if backend == "cryptography" else _pynacl_verifier
+        self.wallets: dict[int, Verify] = {}
         self.unspent: dict[bytes, tuple[int, int]] = {}
         self.spent: set[bytes] = set()
         self.settled: set[bytes] = set()
@@ -111,7 +153,7 @@ class NaiveLedger:
         """Register a wallet's raw Ed25519 public key."""
         if wallet_id in self.wallets:
             raise ValueError(f"wallet {wallet_id} registered already")
-        self.wallets[wallet_id] = Ed25519PublicKey.from_public_bytes(public_key)
+        self.wallets[wallet_id] = self._parse_key(public_key)
 
     def mint(self, owner: int, amount_fen: int) -> bytes:
         """Create a token out of nothing (the baseline has no issue transactions)."""
@@ -155,9 +197,7 @@ class NaiveLedger:
             return Status.MISSING_SIGNATURE
         if self.verify_signatures:
             for owner, sig in zip(owners, sigs, strict=True):
-                try:
-                    self.wallets[owner].verify(sig, tx_id)
-                except InvalidSignature:
+                if not self.wallets[owner](sig, tx_id):
                     return Status.BAD_SIGNATURE
         if in_sum != out_sum:
             return Status.VALUE_MISMATCH
@@ -183,11 +223,14 @@ class NaiveLedger:
             raise AssertionError("a token is both spent and unspent")
 
 
-def self_check() -> None:
-    """Exercise every status the baseline answers; raises ``AssertionError`` on a wrong one."""
+def self_check(backend: str = "cryptography") -> None:
+    """Exercise every status the baseline answers; raises ``AssertionError`` on a wrong one.
+
+    >>> self_check()
+    """
     alice, bob, carol, mallory = 1, 2, 3, 4
     wallets = Wallets([alice, bob, carol, mallory])
-    ledger = NaiveLedger()
+    ledger = NaiveLedger(backend=backend)
     for w in (alice, bob, carol):
         ledger.register(w, wallets.public_key(w))
     a1 = ledger.mint(alice, 10_000)
@@ -240,5 +283,6 @@ def self_check() -> None:
 
 
 if __name__ == "__main__":
-    self_check()
-    print("naive ledger self-check: ok")
+    for name in BACKENDS:
+        self_check(name)
+        print(f"naive ledger self-check ({name}): ok")
