@@ -148,14 +148,17 @@ def main() -> None:
         f"{base['payees_per_s']:,} payees/s ({base['payments']:,} in {base['settle_s']} s)"
     )
     for n in args.payees:
-        row = json.loads(subprocess.check_output([*me, "--one", str(n)]))
-        ratio = row["payees_per_s"] / base["payees_per_s"]
-        print(json.dumps(row))
-        print(
-            f"{n:>9,} payees: {row['payees_per_s']:,} payees/s end to end "
-            f"(durable, signatures on) = {ratio:.2f}x the baseline; "
-            f"peak RSS {row['peak_rss_mb']} MB"
-        )
+        for fmt in args.format:
+            row = json.loads(subprocess.check_output([*me, "--one", str(n), "--format", fmt]))
+            ratio = row["payees_per_s"] / base["payees_per_s"]
+            settle_ratio = n / row["settle_s"] / base["payees_per_s"] if row["settle_s"] else 0
+            print(json.dumps(row))
+            print(
+                f"{n:>9,} payees ({fmt}): {row['payees_per_s']:,} payees/s end to end "
+                f"(durable, signatures on) = {ratio:.2f}x the baseline; settle step alone "
+                f"{settle_ratio:.1f}x; peak RSS {row['peak_rss_mb']} MB "
+                f"({row['payroll_peak_mb']} MB above the opened ledger)"
+            )
 
 
 if __name__ == "__main__":
