@@ -749,6 +749,10 @@ class Simulation:
         pocket = self._pocket(n_p)
         caps = self._caps("balance_cap_fen")[person_class]
         person_opening = np.minimum(person_out + pocket, np.maximum(caps, person_out))
+        reassigned += self._stay_under_caps(
+            payer, payee, amount, slip_employee, slip_amount, person_ids, person_class,
+            person_opening,
+        )  # fmt: skip
         corporate_out = self._outflow(payer, amount, CORPORATE_BASE, n_c)
         corporate_opening = corporate_out + self._pocket(n_c) * CORPORATE_POCKET_FACTOR
         return _Plan(
@@ -899,6 +903,42 @@ class Simulation:
                     break
                 payee[same] = pool[self._rng.integers(0, len(pool), len(same))]
         return int(moved.sum())
+
+    def _stay_under_caps(
+        self,
+        payer: npt.NDArray[np.int64],
+        payee: npt.NDArray[np.int64],
+        amount: npt.NDArray[np.int64],
+        slip_employee: npt.NDArray[np.int64],
+        slip_amount: npt.NDArray[np.int64],
+        person_ids: npt.NDArray[np.int64],
+        person_class: npt.NDArray[np.int64],
+        person_opening: npt.NDArray[np.int64],
+    ) -> int:
+        """Send no person with a balance cap more than fits under it (opening plus everything
+        received), in place: their incoming person-to-person payments and payslips go to
+        class-1 persons instead. Value over a cap would be swept to the operator, and
+        ``build_payments`` chains a payee's receipt into its later payments of the same batch
+        without knowing of the sweep (the later payment would get ``UNKNOWN_INPUT``). Returns
+        how many payments and payslips moved."""
+        n_p = len(person_ids)
+        incoming = np.zeros(n_p, dtype=np.int64)
+        to_person = payee >= PERSON_BASE
+        np.add.at(incoming, payee[to_person] - PERSON_BASE, amount[to_person])
+        np.add.at(incoming, slip_employee - PERSON_BASE, slip_amount)
+        caps = self._caps("balance_cap_fen")[person_class]
+        over = person_opening + incoming > caps
+        class1 = person_ids[person_class == 1]
+        rows = np.flatnonzero(to_person & over[np.maximum(payee - PERSON_BASE, 0)])
+        slips = np.flatnonzero(over[slip_employee - PERSON_BASE])
+        payee[rows] = class1[self._rng.integers(0, len(class1), len(rows))]
+        slip_employee[slips] = class1[self._rng.integers(0, len(class1), len(slips))]
+        while len(class1) > 1:  # never pay oneself
+            same = np.flatnonzero(payer == payee)
+            if not len(same):
+                break
+            payee[same] = class1[self._rng.integers(0, len(class1), len(same))]
+        return len(rows) + len(slips)
 
     # -- phases ------------------------------------------------------------------------------
 
