@@ -29,7 +29,7 @@ def check_summary(doc: dict[str, Any]) -> None:
     tx = doc["transactions"]
     assert sum(statuses.values()) == tx["submitted"]
     assert statuses["OK"] > 0
-    assert statuses["ALREADY_SETTLED"] == doc["adversarial"]["resubmissions"] > 0
+    assert statuses.get("ALREADY_SETTLED", 0) == doc["adversarial"]["resubmissions"]
     assert statuses.get("INPUT_SPENT", 0) == doc["adversarial"]["double_spends"]
     assert doc["figures_match"] is True
     assert doc["payments"]["settled"] == doc["preset"]["figures"]["transactions"] == 800
@@ -58,7 +58,6 @@ def test_simulate_prints_a_summary(capsys: pytest.CaptureFixture[str]) -> None:
         "Wallets",
         "Payments by scenario",
         "Transactions by status",
-        "ALREADY_SETTLED",
         "Operator positions",
         "Supply check",
         "tx/s",

@@ -292,6 +292,16 @@ def test_chongqing_plan_respects_class_limits(chongqing_plan: tuple[Simulation, 
     out = np.zeros(len(plan.person_ids), dtype=np.int64)
     np.add.at(out, plan.payer[personal] - PERSON_BASE, plan.amount[personal])
     assert (plan.person_opening >= out).all()
+    # Nothing is ever swept: opening plus everything received fits under each balance cap.
+    incoming = np.zeros(len(plan.person_ids), dtype=np.int64)
+    to_person = plan.payee >= PERSON_BASE
+    np.add.at(incoming, plan.payee[to_person] - PERSON_BASE, plan.amount[to_person])
+    np.add.at(incoming, plan.payslip_employee - PERSON_BASE, plan.payslip_amount)
+    for c in (2, 3, 4):
+        cap = limits.classes[c].balance_cap_fen
+        assert cap is not None
+        who = plan.person_class == c
+        assert (plan.person_opening[who] + incoming[who] <= cap).all()
     p2p = [i for i, s in enumerate(sim.preset.scenarios) if s.feature == "p2p"]
     mask = np.isin(plan.scenario, p2p)
     assert (plan.payer[mask] != plan.payee[mask]).all()

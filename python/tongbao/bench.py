@@ -17,8 +17,9 @@ What is measured (every case checks its results; a fast wrong answer fails the r
 * **controls**: a batch with corrupted signatures must answer BAD_SIGNATURE exactly there, in
   settle, in raw verify and in the naive ledger.
 
-Times are the best of ``rounds`` (the least disturbed by other processes); ratios are between
-numbers of the same run. A small run:
+Times are the best of ``rounds`` (the least disturbed by other processes), and the cases of a
+ratio run interleaved, round by round (raw verify and settle; 1 thread and all), so both see the
+same background load; ratios are between numbers of the same run. A small run:
 
 >>> config = BenchConfig.quick(batch_size=32, rounds=1, memory_tokens=(), sm2=False)
 >>> result = run(config)
@@ -44,13 +45,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import tongbao as tb
 from tongbao import _core
-
-S = TypeVar("S")
-R = TypeVar("R")
 
 #: Wallet ids of the workload.
 CENTRAL_BANK = 1
@@ -216,20 +214,30 @@ class BenchResult:
         }
 
 
-def best_time(
-    rounds: int, setup: Callable[[], S], timed: Callable[[S], R]
-) -> tuple[float, list[tuple[S, R]]]:
-    """The least wall time of ``timed(setup())`` over ``rounds`` rounds (setup not timed), and
-    each round's ``(state, output)`` for the checks."""
-    best = float("inf")
-    done = []
+@dataclass(frozen=True)
+class Case:
+    """One timed case: ``timed(setup())`` per round (setup not timed); ``record(seconds, done)``
+    gets the best time and each round's ``(state, output)``, checks them and records the rate."""
+
+    setup: Callable[[], Any]
+    timed: Callable[[Any], Any]
+    record: Callable[[float, list[tuple[Any, Any]]], None]
+
+
+def measure(rounds: int, cases: Sequence[Case]) -> None:
+    """Run ``rounds`` rounds of every case, interleaved (round 1 of each case, then round 2, ...)
+    so that cases compared in a ratio see the same background load; keep each case's best."""
+    best = [float("inf")] * len(cases)
+    done: list[list[tuple[Any, Any]]] = [[] for _ in cases]
     for _ in range(rounds):
-        state = setup()
-        start = time.perf_counter()
-        out = timed(state)
-        best = min(best, time.perf_counter() - start)
-        done.append((state, out))
-    return best, done
+        for k, case in enumerate(cases):
+            state = case.setup()
+            start = time.perf_counter()
+            out = case.timed(state)
+            best[k] = min(best[k], time.perf_counter() - start)
+            done[k].append((state, out))
+    for k, case in enumerate(cases):
+        case.record(best[k], done[k])
 
 
 # -- the tongbao workload --------------------------------------------------------------------
@@ -332,29 +340,30 @@ def check_settled(
     )
 
 
-def bench_settle(
+def settle_case(
     result: BenchResult, work: Workload, threads: int, verify: bool, n: int, rounds: int
-) -> float:
-    """Settle the first ``n`` payments of the workload on fresh ledgers; tx/s."""
+) -> Case:
+    """Settle the first ``n`` payments of the workload on fresh ledgers; records tx/s."""
     batch = work.batch[:n]
-    seconds, done = best_time(
-        rounds,
-        lambda: work.fresh_ledger(threads, verify),
-        lambda ledger: ledger.settle(batch, T_BATCH_MS),
-    )
     variant = f"{work.scheme.name.lower()}" if verify else "sig-off"
     name = f"settle {variant} {threads}t n={n}"
-    for ledger, settlement in done:
-        if n == work.n:
-            check_settled(result, name, work, ledger, settlement)
-        else:
-            result.check(f"{name}: all statuses OK", settlement.ok)
-    case = "settle" if verify else "settle sig-off"
-    rate = n / seconds
-    result.measurements.append(
-        Measurement(case, work.scheme.name.lower(), threads, n, rate, "tx/s", rounds)
+
+    def record(seconds: float, done: list[tuple[Any, Any]]) -> None:
+        for ledger, settlement in done:
+            if n == work.n:
+                check_settled(result, name, work, ledger, settlement)
+            else:
+                result.check(f"{name}: all statuses OK", settlement.ok)
+        case = "settle" if verify else "settle sig-off"
+        result.measurements.append(
+            Measurement(case, work.scheme.name.lower(), threads, n, n / seconds, "tx/s", rounds)
+        )
+
+    return Case(
+        lambda: work.fresh_ledger(threads, verify),
+        lambda ledger: ledger.settle(batch, T_BATCH_MS),
+        record,
     )
-    return rate
 
 
 def control_settle(result: BenchResult, work: Workload, threads: int) -> None:
@@ -381,12 +390,12 @@ def verify_inputs(work: Workload) -> tuple[list[int], list[bytes], list[bytes]]:
     return list(range(work.n)), messages, signatures
 
 
-def bench_raw_verify(result: BenchResult, work: Workload, threads: int, rounds: int) -> float:
-    """Raw batch verification of the batch's signatures; signatures/s."""
+def raw_verify_case(result: BenchResult, work: Workload, threads: int, rounds: int) -> Case:
+    """Raw batch verification of the batch's signatures; records signatures/s. Runs the
+    bad-signature control at once (which also warms up lazily built tables and threads)."""
     verifier = _core.BatchVerifier([int(work.scheme)] * work.n, work.payer_keys, threads)
     indices, messages, signatures = verify_inputs(work)
     name = f"raw verify {work.scheme.name.lower()} {threads}t"
-    # The control first: it also warms up (lazily built tables, thread start).
     bad_signatures = list(signatures)
     for i in CONTROL_BAD_INDICES:
         bad_signatures[i] = bytes([bad_signatures[i][0] ^ 0x01]) + bad_signatures[i][1:]
@@ -395,15 +404,17 @@ def bench_raw_verify(result: BenchResult, work: Workload, threads: int, rounds: 
         f"control: {name} finds the corrupted signatures",
         {i for i, v in enumerate(got) if v == 0} == set(CONTROL_BAD_INDICES),
     )
-    seconds, done = best_time(
-        rounds, lambda: None, lambda _: verifier.verify(indices, messages, signatures)
-    )
-    result.check(f"{name}: all valid", all(v == bytes([1]) * work.n for _, v in done))
-    rate = work.n / seconds
-    result.measurements.append(
-        Measurement("raw verify", work.scheme.name.lower(), threads, work.n, rate, "sig/s", rounds)
-    )
-    return rate
+
+    def record(seconds: float, done: list[tuple[Any, Any]]) -> None:
+        result.check(f"{name}: all valid", all(v == bytes([1]) * work.n for _, v in done))
+        result.measurements.append(
+            Measurement(
+                "raw verify", work.scheme.name.lower(), threads, work.n, work.n / seconds,
+                "sig/s", rounds,
+            )
+        )  # fmt: skip
+
+    return Case(lambda: None, lambda _: verifier.verify(indices, messages, signatures), record)
 
 
 # -- the naive baseline ----------------------------------------------------------------------
@@ -447,18 +458,10 @@ def bench_naive(result: BenchResult, n: int, rounds: int) -> None:
         )
         for i, p in enumerate(persons)
     ]
-    for backend, verify in [*((b, True) for b in backends), ("cryptography", False)]:
-        setup = functools.partial(lambda v, b: fresh(v, b)[0], verify, backend)
-        seconds, done = best_time(rounds, setup, lambda ledger: ledger.settle(batch))
+
+    def case(backend: str, verify: bool) -> Case:
         variant = backend if verify else "sig-off"
         name = f"naive {variant}"
-        for ledger, statuses in done:
-            result.check(f"{name}: all statuses OK", statuses == [tb.Status.OK] * n)
-            try:
-                ledger.check_invariants()
-                result.check(f"{name}: supply conserved", ledger.minted_fen == n * OPENING_FEN)
-            except AssertionError as exc:
-                result.check(f"{name}: supply conserved", False, str(exc))
         if verify:
             bad = list(batch)
             for i in CONTROL_BAD_INDICES:
@@ -469,8 +472,24 @@ def bench_naive(result: BenchResult, n: int, rounds: int) -> None:
                 {i for i, s in enumerate(statuses) if s != tb.Status.OK} == set(CONTROL_BAD_INDICES)
                 and all(statuses[i] == tb.Status.BAD_SIGNATURE for i in CONTROL_BAD_INDICES),
             )
-        case = "naive" if verify else "naive sig-off"
-        result.measurements.append(Measurement(case, variant, 1, n, n / seconds, "tx/s", rounds))
+
+        def record(seconds: float, done: list[tuple[Any, Any]]) -> None:
+            for ledger, statuses in done:
+                result.check(f"{name}: all statuses OK", statuses == [tb.Status.OK] * n)
+                try:
+                    ledger.check_invariants()
+                    conserved = ledger.minted_fen == n * OPENING_FEN
+                    result.check(f"{name}: supply conserved", conserved)
+                except AssertionError as exc:
+                    result.check(f"{name}: supply conserved", False, str(exc))
+            kind = "naive" if verify else "naive sig-off"
+            result.measurements.append(
+                Measurement(kind, variant, 1, n, n / seconds, "tx/s", rounds)
+            )
+
+        return Case(lambda: fresh(verify, backend)[0], lambda ledger: ledger.settle(batch), record)
+
+    measure(rounds, [*(case(b, True) for b in backends), case("cryptography", False)])
 
 
 # -- openssl and memory ----------------------------------------------------------------------
@@ -688,20 +707,22 @@ def run(config: BenchConfig, progress: Callable[[str], None] | None = None) -> B
         say(f"building the {scheme.name} workload ({n:,} payments)")
         work = workload(scheme, n)
         for threads in thread_counts:
-            say(f"raw verify {scheme.name}, {threads} thread(s)")
-            bench_raw_verify(result, work, threads, rounds)
-            say(f"settle {scheme.name}, {threads} thread(s)")
-            bench_settle(result, work, threads, True, n, rounds)
+            say(f"raw verify and settle {scheme.name}, {threads} thread(s), interleaved")
+            measure(
+                rounds,
+                [
+                    raw_verify_case(result, work, threads, rounds),
+                    settle_case(result, work, threads, True, n, rounds),
+                ],
+            )
         control_settle(result, work, config.threads)
     ed = workload(tb.Scheme.ED25519, n)
-    for threads in thread_counts:
-        say(f"settle, signatures off, {threads} thread(s)")
-        bench_settle(result, ed, threads, False, n, rounds * 3)
+    say("settle, signatures off")
+    measure(rounds * 3, [settle_case(result, ed, t, False, n, rounds * 3) for t in thread_counts])
     say("settle sweep over batch sizes (Ed25519)")
     for size in config.sweep_batch_sizes:
-        for threads in thread_counts:
-            if size < n:
-                bench_settle(result, ed, threads, True, size, rounds)
+        if size < n:
+            measure(rounds, [settle_case(result, ed, t, True, size, rounds) for t in thread_counts])
     say("naive Python baseline")
     bench_naive(result, config.naive_batch_size, max(1, min(rounds, 3)))
     if config.openssl and config.sm2:

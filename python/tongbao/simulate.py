@@ -669,8 +669,7 @@ class Simulation:
         merchant_operator = self._operators[rng.choice(n_ops, size=n_m, p=op_p)]
 
         # Payments, scenario by scenario.
-        activity = rng.gamma(2.0, 1.0, n_p)
-        person_p = activity / activity.sum()
+        person_cdf = np.cumsum(rng.gamma(2.0, 1.0, n_p))
         scen_parts, payer_parts, payee_parts, amount_parts = [], [], [], []
         slip_counts: list[npt.NDArray[np.int64]] = []
         slip_employees: list[npt.NDArray[np.int64]] = []
@@ -680,7 +679,7 @@ class Simulation:
         ):
             a = sc.amounts
             if sc.payer == "personal":
-                payers = person_ids[rng.choice(n_p, size=n, p=person_p)]
+                payers = person_ids[self._weighted(person_cdf, n)]
             else:
                 pool = corporate_ids[np.isin(corporate_mcc, sc.payer_mcc)]
                 payers = pool[self._popular(len(pool), n)]
@@ -750,6 +749,10 @@ class Simulation:
         pocket = self._pocket(n_p)
         caps = self._caps("balance_cap_fen")[person_class]
         person_opening = np.minimum(person_out + pocket, np.maximum(caps, person_out))
+        reassigned += self._stay_under_caps(
+            payer, payee, amount, slip_employee, slip_amount, person_ids, person_class,
+            person_opening,
+        )  # fmt: skip
         corporate_out = self._outflow(payer, amount, CORPORATE_BASE, n_c)
         corporate_opening = corporate_out + self._pocket(n_c) * CORPORATE_POCKET_FACTOR
         return _Plan(
@@ -798,8 +801,16 @@ class Simulation:
         if n == 0:
             return np.zeros(0, dtype=np.int64)
         rank = self._rng.permutation(pool_size) + 1
-        weight = 1.0 / rank**POPULARITY_EXPONENT
-        return self._rng.choice(pool_size, size=n, p=weight / weight.sum())
+        return self._weighted(np.cumsum(1.0 / rank**POPULARITY_EXPONENT), n)
+
+    def _weighted(self, cdf: npt.NDArray[np.float64], n: int) -> npt.NDArray[np.int64]:
+        """``n`` indices drawn with probability proportional to the steps of the cumulative
+        weights ``cdf`` (a search per draw: much faster than ``Generator.choice(p=...)`` over
+        a million wallets)."""
+        # Sorted keys search in one sweep (cache-friendly); the shuffle restores random order.
+        keys = np.sort(self._rng.random(n)) * cdf[-1]
+        picks = np.minimum(np.searchsorted(cdf, keys, side="right"), len(cdf) - 1)
+        return self._rng.permutation(picks.astype(np.int64))
 
     def _pocket(self, n: int) -> npt.NDArray[np.int64]:
         """Pocket money per customer: log-normal around the preset's median, whole yuan."""
@@ -844,33 +855,35 @@ class Simulation:
         class1 = person_ids[person_class == 1]
         moved = np.zeros(len(payer), dtype=bool)
 
+        # The payer's class per payment (1 for corporate payers), kept up to date by move().
+        c = np.ones(len(payer), dtype=np.int64)
+        c[personal] = person_class[payer[personal] - PERSON_BASE]
+
         def move(rows: npt.NDArray[np.intp]) -> None:
             if len(rows):
                 payer[rows] = class1[self._rng.integers(0, len(class1), len(rows))]
                 moved[rows] = True
-
-        def cls() -> npt.NDArray[np.int64]:
-            out = np.ones(len(payer), dtype=np.int64)
-            out[personal] = person_class[payer[personal] - PERSON_BASE]
-            return out
+                c[rows] = 1
 
         local_day = (batch_ms + SHANGHAI_OFFSET_MS) // DAY_MS
         days = np.unique(local_day)
-        year_of_day = {int(d): dt.date.fromordinal(719_163 + int(d)).year for d in days}
-        year = np.array([year_of_day[int(d)] for d in local_day], dtype=np.int64)
+        # Day numbers count from 1970-01-01 (proleptic ordinal 719,163).
+        years = np.array([dt.date.fromordinal(719_163 + int(d)).year for d in days])
+        year = years[np.searchsorted(days, local_day)].astype(np.int64)
         zero = np.zeros(len(payer), dtype=np.int64)
 
-        move(np.flatnonzero(personal & (amount > self._caps("payment_cap_fen")[cls()])))
+        move(np.flatnonzero(personal & (amount > self._caps("payment_cap_fen")[c])))
         for cap_name, key, headroom in (
             ("daily_cap_fen", local_day, 0),
             ("annual_cap_fen", year, 0),
             ("balance_cap_fen", zero, POCKET_MIN_FEN),
         ):
-            c = cls()
-            rows = np.flatnonzero(personal & (c > 1))
+            rows = np.flatnonzero(c > 1)
             if not len(rows):
                 continue
-            order = rows[np.lexsort((key[rows], payer[rows]))]
+            # One sort on (payer, key) packed in an int64: keys span under 2^20 values.
+            packed = (payer[rows] - PERSON_BASE) * 2**20 + (key[rows] - key.min())
+            order = rows[np.argsort(packed, kind="stable")]
             p, k = payer[order], key[order]
             new = np.ones(len(order), dtype=bool)
             new[1:] = (p[1:] != p[:-1]) | (k[1:] != k[:-1])
@@ -890,6 +903,42 @@ class Simulation:
                     break
                 payee[same] = pool[self._rng.integers(0, len(pool), len(same))]
         return int(moved.sum())
+
+    def _stay_under_caps(
+        self,
+        payer: npt.NDArray[np.int64],
+        payee: npt.NDArray[np.int64],
+        amount: npt.NDArray[np.int64],
+        slip_employee: npt.NDArray[np.int64],
+        slip_amount: npt.NDArray[np.int64],
+        person_ids: npt.NDArray[np.int64],
+        person_class: npt.NDArray[np.int64],
+        person_opening: npt.NDArray[np.int64],
+    ) -> int:
+        """Send no person with a balance cap more than fits under it (opening plus everything
+        received), in place: their incoming person-to-person payments and payslips go to
+        class-1 persons instead. Value over a cap would be swept to the operator, and
+        ``build_payments`` chains a payee's receipt into its later payments of the same batch
+        without knowing of the sweep (the later payment would get ``UNKNOWN_INPUT``). Returns
+        how many payments and payslips moved."""
+        n_p = len(person_ids)
+        incoming = np.zeros(n_p, dtype=np.int64)
+        to_person = payee >= PERSON_BASE
+        np.add.at(incoming, payee[to_person] - PERSON_BASE, amount[to_person])
+        np.add.at(incoming, slip_employee - PERSON_BASE, slip_amount)
+        caps = self._caps("balance_cap_fen")[person_class]
+        over = person_opening + incoming > caps
+        class1 = person_ids[person_class == 1]
+        rows = np.flatnonzero(to_person & over[np.maximum(payee - PERSON_BASE, 0)])
+        slips = np.flatnonzero(over[slip_employee - PERSON_BASE])
+        payee[rows] = class1[self._rng.integers(0, len(class1), len(rows))]
+        slip_employee[slips] = class1[self._rng.integers(0, len(class1), len(slips))]
+        while len(class1) > 1:  # never pay oneself
+            same = np.flatnonzero(payer == payee)
+            if not len(same):
+                break
+            payee[same] = class1[self._rng.integers(0, len(class1), len(same))]
+        return len(rows) + len(slips)
 
     # -- phases ------------------------------------------------------------------------------
 

@@ -101,23 +101,32 @@ def write_csv_report(result: RunResult, payroll: Payroll, path: Path) -> None:
     chunks = result.plan.chunks.tolist()
     reasons = result.reasons.tolist()
     statuses = result.tx_statuses.tolist()
+    tx_ids.append("")  # chunk -1: not paid
     with atomic_text(path) as f:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(CSV_REPORT_COLUMNS)
-        for i in range(len(reasons)):
-            r = reasons[i]
-            w.writerow(
-                (
-                    payroll.lines[i],
-                    payroll.references[i],
-                    payroll.payees[i],
-                    payroll.amounts_fen[i],
-                    "ACSC" if r == 0 else "RJCT",
-                    REASON_CODES[r],
-                    _detail(r, statuses[i]),
-                    tx_ids[chunks[i]] if r == 0 else "",
-                )
+        w.writerows(
+            (
+                line,
+                ref,
+                payee,
+                amount,
+                "RJCT" if r else "ACSC",
+                REASON_CODES[r],
+                _detail(r, status) if r else "",
+                "" if r else tx_ids[chunk],
             )
+            for line, ref, payee, amount, r, status, chunk in zip(
+                payroll.lines,
+                payroll.references,
+                payroll.payees,
+                payroll.amounts_fen,
+                reasons,
+                statuses,
+                chunks,
+                strict=True,
+            )
+        )
 
 
 def _status_counts(f: IO[str], reasons: np.ndarray, amounts: np.ndarray, indent: str) -> None:
@@ -131,6 +140,16 @@ def _status_counts(f: IO[str], reasons: np.ndarray, amounts: np.ndarray, indent:
                 f"<DtldSts>{code}</DtldSts><DtldCtrlSum>{yuan_text(total)}</DtldCtrlSum>"
                 "</NbOfTxsPerSts>\n"
             )
+
+
+_ACSC = "<TxSts>ACSC</TxSts>"
+
+
+def _rejected(reason: int, status: int) -> str:
+    return (
+        f"<TxSts>RJCT</TxSts><StsRsnInf><Rsn><Cd>{REASON_CODES[reason]}</Cd></Rsn>"
+        f"<AddtlInf>{escape(_detail(reason, status))}</AddtlInf></StsRsnInf>"
+    )
 
 
 def _group_status(reasons: np.ndarray) -> str:
@@ -147,6 +166,7 @@ def write_pain002(result: RunResult, payroll: Payroll, path: Path) -> None:
     amounts = np.asarray(payroll.amounts_fen, dtype=np.uint64)
     blocks = np.asarray(payroll.blocks, dtype=np.int64)
     statuses = result.tx_statuses.tolist()
+    reason_list = reasons.tolist()
     msg_name = "pain.001.001.09" if payroll.source == "pain.001" else "tongbao.payroll.csv"
     original_id = payroll.msg_id or payroll.run_id
     with atomic_text(path) as f:
@@ -177,21 +197,21 @@ def write_pain002(result: RunResult, payroll: Payroll, path: Path) -> None:
                 f"</OrgnlCtrlSum><PmtInfSts>{_group_status(block_reasons)}</PmtInfSts>\n"
             )
             _status_counts(f, block_reasons, amounts[members], "  ")
-            for i in members.tolist():
-                r = int(reasons[i])
-                if r == 0:
-                    status = "<TxSts>ACSC</TxSts>"
-                else:
-                    status = (
-                        f"<TxSts>RJCT</TxSts><StsRsnInf><Rsn><Cd>{REASON_CODES[r]}</Cd></Rsn>"
-                        f"<AddtlInf>{escape(_detail(r, statuses[i]))}</AddtlInf></StsRsnInf>"
-                    )
-                f.write(
-                    f"  <TxInfAndSts><OrgnlEndToEndId>{escape(payroll.references[i])}"
-                    f"</OrgnlEndToEndId>{status}<OrgnlTxRef><Amt>"
-                    f'<InstdAmt Ccy="{CURRENCY}">{yuan_text(payroll.amounts_fen[i])}</InstdAmt>'
-                    f"</Amt><CdtrAcct><Id><Othr><Id>{payroll.payees[i]}</Id></Othr></Id>"
-                    "</CdtrAcct></OrgnlTxRef></TxInfAndSts>\n"
+            lo, hi = int(members[0]), int(members[-1]) + 1  # a block's items are contiguous
+            f.writelines(
+                f"  <TxInfAndSts><OrgnlEndToEndId>{escape(ref)}</OrgnlEndToEndId>"
+                + (_ACSC if r == 0 else _rejected(r, status))
+                + f'<OrgnlTxRef><Amt><InstdAmt Ccy="{CURRENCY}">{amount // 100}.'
+                f"{amount % 100:02d}</InstdAmt></Amt><CdtrAcct><Id><Othr><Id>{payee}</Id>"
+                "</Othr></Id></CdtrAcct></OrgnlTxRef></TxInfAndSts>\n"
+                for ref, r, status, amount, payee in zip(
+                    payroll.references[lo:hi],
+                    reason_list[lo:hi],
+                    statuses[lo:hi],
+                    payroll.amounts_fen[lo:hi],
+                    payroll.payees[lo:hi],
+                    strict=True,
                 )
+            )
             f.write("</OrgnlPmtInfAndSts>\n")
         f.write("</CstmrPmtStsRpt>\n</Document>\n")

@@ -208,6 +208,20 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def mkdir_durable(path: Path) -> None:
+    """Create ``path`` and missing parents, fsyncing each new entry's parent directory: a run
+    directory that vanished in a power loss would lose its plan while the ledger kept what
+    the plan settled, and a re-run would then plan (and pay) again."""
+    missing = []
+    p = path
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        d.mkdir(exist_ok=True)
+        _fsync_dir(d.parent)
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Write ``path`` so that after a crash it holds either the old or the new content: a
     temporary file, fsync, rename, fsync of the directory."""
@@ -577,7 +591,7 @@ def run_payroll(
     started = time.perf_counter()
     phases = {"plan": 0.0, "settle": 0.0, "report": 0.0}
     directory = Path(run_root) / payroll.run_id
-    directory.mkdir(parents=True, exist_ok=True)
+    mkdir_durable(directory)
     plan_path = directory / "plan.bin"
 
     def now() -> int:

@@ -128,6 +128,21 @@ fn paid_to_others_fen(tx: &Transaction) -> u128 {
         .sum()
 }
 
+/// Up to this many inputs, duplicates are found by comparing pairs (no allocation).
+const DUPLICATE_SCAN_MAX: usize = 16;
+
+/// Whether an id occurs twice: pairwise for few (the common 1-3 inputs), a hash set otherwise.
+fn has_duplicate(ids: &[TokenId]) -> bool {
+    if ids.len() <= DUPLICATE_SCAN_MAX {
+        return ids
+            .iter()
+            .enumerate()
+            .any(|(k, id)| ids[k + 1..].contains(id));
+    }
+    let mut seen: HashSet<&TokenId> = HashSet::with_capacity(ids.len());
+    !ids.iter().all(|i| seen.insert(i))
+}
+
 /// Totals of the money supply, in fen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Supply {
@@ -784,8 +799,7 @@ impl Ledger {
             return Status::NotYetValid;
         }
         // ALREADY_SETTLED is decided in phase 2, ahead of every status below.
-        let mut seen: HashSet<&TokenId> = HashSet::with_capacity(tx.inputs.len());
-        if !tx.inputs.iter().all(|i| seen.insert(i)) {
+        if has_duplicate(&tx.inputs) {
             return Status::DuplicateInput;
         }
         if tx.outputs.iter().any(|o| o.amount_fen == 0) {
