@@ -30,7 +30,7 @@ from rich.progress import (
 from rich.table import Table
 
 import tongbao as tb
-from tongbao import simulate
+from tongbao import cluster_cli, simulate
 from tongbao.errors import InvalidArgument, TongbaoError
 
 #: Exit statuses.
@@ -263,6 +263,9 @@ def run_verify_log(args: argparse.Namespace, console: Console) -> int:
 COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
     add_simulate,
     add_verify_log,
+    cluster_cli.add_worker,
+    cluster_cli.add_submit,
+    cluster_cli.add_cluster,
 ]
 
 

@@ -92,3 +92,8 @@ class LedgerClosed(TongbaoError):
 class InvalidLimits(TongbaoError, ValueError):
     """A limits config is malformed or inconsistent; the message names the field. The ledger
     keeps the limits it had."""
+
+
+class ClusterTimeout(TongbaoError, TimeoutError):
+    """A cluster did not answer in time. What was submitted may still settle: resubmitting the
+    same transactions is safe (they answer ALREADY_SETTLED)."""
