@@ -822,7 +822,13 @@ def wait_idle(client: redis.Redis, timeout_s: float = 30.0) -> list[VshardStatus
     returns the final status. Raises ``ClusterTimeout`` after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while True:
-        status = cluster_status(client)
+        try:
+            status = cluster_status(client)
+        except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+            continue
         if all(s.in_lag == s.in_pending == s.credit_lag == s.credit_pending == 0 for s in status):
             return status
         if time.monotonic() > deadline:
