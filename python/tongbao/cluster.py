@@ -35,13 +35,18 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from tongbao import _core, shard
 from tongbao.errors import (
     BatchRejected,
     ClusterTimeout,
     InvalidArgument,
+    LedgerClosed,
+    LedgerFailed,
     LedgerLocked,
+    StorageError,
     TongbaoError,
 )
 from tongbao.ledger import Ledger
@@ -77,6 +82,10 @@ REPLY_TTL_S = 600
 REDIS_DOWN_S_MAX = 60.0
 #: Default seconds a client waits for all results of one ``settle`` call.
 SETTLE_TIMEOUT_S_DEFAULT = 60.0
+#: redis-py retries of one command after a connection error (the command may have run: every
+#: message is idempotent), with exponential backoff from 10 ms up to 500 ms.
+REDIS_RETRIES = 5
+REDIS_BACKOFF_S_CAP = 0.5
 #: Key of the cluster's configuration hash (vshard count).
 CONFIG_KEY = "tb:config"
 #: Environment variable of the checker's negative control (breaks exactly-once credit import).
@@ -90,6 +99,18 @@ def key(kind: str, vshard: int) -> str:
     Every key of a vshard shares the hash tag ``{vNNN}``, so Redis Cluster keeps them in one slot
     and one Lua script can touch them all."""
     return f"tb:{{v{vshard:03d}}}:{kind}"
+
+
+def connect(redis_url: str, socket_timeout_s: float = 10.0) -> Any:
+    """A redis-py client that retries a command after a connection error ``REDIS_RETRIES``
+    times (redis-py's own default does not, for a plain ``from_url``). Typed ``Any``: redis-py's
+    annotations are looser than its replies (bytes here)."""
+    return redis.Redis.from_url(
+        redis_url,
+        socket_timeout=socket_timeout_s,
+        retry=Retry(ExponentialBackoff(cap=REDIS_BACKOFF_S_CAP, base=0.01), REDIS_RETRIES),
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+    )
 
 
 def parse_vshards(text: str, count: int) -> list[int]:
@@ -231,8 +252,7 @@ class Worker:
 
     def __init__(self, config: WorkerConfig) -> None:
         self.config = config
-        # redis-py's annotations are looser than its replies (bytes here): Any, checked by use.
-        self.redis: Any = redis.Redis.from_url(config.redis_url, socket_timeout=10.0)
+        self.redis: Any = connect(config.redis_url)
         self.owned: dict[int, _Owned] = {}
         self._stop = False
         self._acquire = self.redis.register_script(_ACQUIRE)
@@ -331,14 +351,22 @@ class Worker:
                 payload, txs = self._import(owned, fields), 0
             else:
                 payload, txs = self._ingress(owned, fields)
-        except (BatchRejected, InvalidArgument, ValueError) as e:
+        except (StorageError, LedgerFailed, LedgerClosed) as e:
+            # The ledger's disk failed: its state may be ahead of its log. Reopen (recover).
+            self._drop(v, f"{type(e).__name__}: {e}")
+            return
+        except (TongbaoError, KeyError, ValueError) as e:
+            reason = f"{type(e).__name__}: {e}"
             if kind == "in":
-                # The entry itself is refused (whole-batch error, unknown op): deterministic,
-                # so poison at once; the submitter gets the reason.
-                self._to_dlq(owned, stream, entry_id, fields, f"refused: {e}", reply)
+                # The entry itself is refused (whole-batch error, bad framing, unknown op): the
+                # ledger changed nothing and would refuse it again, so it is poison at once;
+                # the submitter gets the reason.
+                self._to_dlq(owned, stream, entry_id, fields, f"refused: {reason}", reply)
                 return
-            self._failures[failure_key] = f"{type(e).__name__}: {e}"
-            log.warning("vshard %d: %s entry %s failed: %s (left pending)", v, kind, entry_id, e)
+            # A credit is never dropped: it stays pending, is retried after claim_idle_ms and
+            # goes to the dead-letter stream (value held there, visible) after deliveries_max.
+            self._failures[failure_key] = reason
+            log.warning("vshard %d: credit entry %s failed: %s (left pending)", v, entry_id, reason)
             return
         self._flush_outbox(owned)
         self._fenced(
@@ -576,7 +604,7 @@ class Cluster:
             raise InvalidArgument(f"inflight_max={inflight_max}: 1 to 4096")
         if not 1 <= entry_tx_max <= ENTRY_TX_MAX:
             raise InvalidArgument(f"entry_tx_max={entry_tx_max}: 1 to {ENTRY_TX_MAX}")
-        self.redis: Any = redis.Redis.from_url(redis_url, socket_timeout=max(timeout_s, 1.0) + 5.0)
+        self.redis: Any = connect(redis_url, max(timeout_s, 1.0) + 5.0)
         self.vshard_count = cluster_vshard_count(self.redis, vshard_count)
         self.inflight_max = inflight_max
         self.entry_tx_max = entry_tx_max
@@ -778,15 +806,24 @@ class VshardStatus:
     txs: int
 
 
-def _group_info(client: redis.Redis, stream: str) -> tuple[int, int]:
+def _group_info(client: Any, stream: str) -> tuple[int, int]:
+    """(lag, pending) of the workers' group on a stream. Redis reports lag as nil when it cannot
+    count it; then an undelivered tail (last id delivered to the group behind the stream's last
+    id) counts as 1, so that "idle" is never claimed falsely."""
     try:
+        info = client.xinfo_stream(stream)
         groups = client.xinfo_groups(stream)
     except redis.ResponseError:
         return 0, 0
+    last_id = info["last-generated-id"]
     for g in groups:
         if (g["name"].decode() if isinstance(g["name"], bytes) else g["name"]) == GROUP:
-            return int(g.get("lag") or 0), int(g["pending"])
-    return 0, 0
+            lag = g.get("lag")
+            behind = g["last-delivered-id"] != last_id
+            lag = int(lag) if lag is not None else int(behind)
+            return max(lag, int(behind)), int(g["pending"])
+    # No group yet: everything in the stream is undelivered.
+    return int(info["length"]), 0
 
 
 def cluster_status(redis_client: redis.Redis) -> list[VshardStatus]:

@@ -61,7 +61,7 @@ def add_worker(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def run_worker(args: argparse.Namespace, console: Console) -> int:
     """Run ``tongbao worker`` until SIGTERM."""
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s worker %(message)s")
-    client = redis.Redis.from_url(args.redis)
+    client = cluster.connect(args.redis)
     count = cluster.cluster_vshard_count(client, args.vshard_count)
     client.close()
     config = cluster.WorkerConfig(
@@ -146,7 +146,7 @@ def add_cluster(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
 
 def run_cluster(args: argparse.Namespace, console: Console) -> int:
     """Run ``tongbao cluster status``."""
-    client = redis.Redis.from_url(args.redis)
+    client = cluster.connect(args.redis)
     before = cluster.cluster_status(client)
     started = time.monotonic()
     time.sleep(max(args.interval_s, 0.0))
