@@ -3,6 +3,7 @@ command, which Redis already executed), and poison entries going to the dead-let
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -61,10 +62,8 @@ class ReplyDroppingProxy:
         except OSError:
             pass
         for s in (source, sink):
-            try:
+            with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             s.close()
 
     def close(self) -> None:

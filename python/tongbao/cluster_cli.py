@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import orjson
-import redis
 from rich.console import Console
 from rich.table import Table
 
