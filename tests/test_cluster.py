@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
+import pytest
+
 import tongbao as tb
-from tongbao import cluster
+from tongbao import cli, cluster
 from tongbao.cluster_check import check_cluster
 from tongbao.cluster_harness import RedisServer, WorkerPool, Workload, cluster_balances
 
@@ -14,7 +17,7 @@ VSHARDS = 8
 
 
 def test_settles_across_shards_like_the_embedded_ledger(
-    tmp_path: Path, redis_server: RedisServer
+    tmp_path: Path, redis_server: RedisServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     data = tmp_path / "data"
     data.mkdir()
@@ -36,6 +39,41 @@ def test_settles_across_shards_like_the_embedded_ledger(
             assert {s.owner for s in status} == {"w1", "w2"}
             assert all(s.dead_letters == 0 for s in status)
             assert sum(s.txs for s in status) >= len(load.history.items)
+            # The command line: resubmitting settled transactions answers ALREADY_SETTLED.
+            again = tmp_path / "again.hex"
+            again.write_text("".join(tx.hex() + "\n" for tx, _ in load.history.items[-10:]))
+            capsys.readouterr()
+            assert (
+                cli.main(
+                    [
+                        "submit",
+                        str(again),
+                        "--redis",
+                        redis_server.url,
+                        "--timestamp-ms",
+                        str(load.now_ms),
+                    ]
+                )
+                == 0
+            )
+            assert orjson.loads(capsys.readouterr().out) == {"ALREADY_SETTLED": 10}
+            assert (
+                cli.main(
+                    [
+                        "cluster",
+                        "status",
+                        "--redis",
+                        redis_server.url,
+                        "--json",
+                        "--interval-s",
+                        "0",
+                    ]
+                )
+                == 0
+            )
+            shown = orjson.loads(capsys.readouterr().out)
+            assert shown["total"]["vshards"] == VSHARDS and shown["total"]["dead_letters"] == 0
+            assert shown["total"]["txs"] == sum(s.txs for s in cluster.cluster_status(client.redis))
             pool.stop_all()
             expected = load.expected_balances()
             assert cluster_balances(data, VSHARDS, list(expected)) == expected

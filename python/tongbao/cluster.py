@@ -63,7 +63,7 @@ ENTRY_TX_MAX = 4096
 #: Stream entries a client keeps in flight before it waits for results (backpressure).
 INFLIGHT_MAX_DEFAULT = 32
 #: XREADGROUP bounds of a worker: entries per stream per read, and how long a read blocks.
-READ_COUNT = 8
+READ_COUNT = 32
 READ_BLOCK_MS = 100
 #: A vshard lease lasts this long unless renewed (renewed every third of it).
 LEASE_TTL_MS_DEFAULT = 5_000
@@ -185,6 +185,25 @@ redis.call('HINCRBY', KEYS[4], 'entries', 1)
 redis.call('HINCRBY', KEYS[4], 'txs', ARGV[6])
 return 1
 """
+#: KEYS lease, stream, stats, then (reply, notification) per entry; ARGV token, group, n, reply
+#: ttl, txs, then n ids, then n reply payloads ('' for none). Acknowledge n entries of one
+#: vshard settled together, answering each submitter (first answer sticks), while the lease is
+#: ours.
+_COMMIT_MANY = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local n = tonumber(ARGV[3])
+for i = 1, n do
+  local payload = ARGV[5 + n + i]
+  if payload ~= '' and redis.call('SET', KEYS[2 + 2 * i], payload, 'NX', 'EX', ARGV[4]) then
+    redis.call('RPUSH', KEYS[3 + 2 * i], 1)
+    redis.call('EXPIRE', KEYS[3 + 2 * i], ARGV[4])
+  end
+  redis.call('XACK', KEYS[2], ARGV[2], ARGV[5 + i])
+end
+redis.call('HINCRBY', KEYS[3], 'entries', n)
+redis.call('HINCRBY', KEYS[3], 'txs', ARGV[5])
+return 1
+"""
 #: KEYS lease, stream, dlq, reply, reply notification; ARGV token, group, id, reason, reply
 #: payload, reply ttl,
 #: then field, value pairs of the entry. Move a poison entry to the dead-letter stream.
@@ -258,6 +277,7 @@ class Worker:
         self._acquire = self.redis.register_script(_ACQUIRE)
         self._renew = self.redis.register_script(_RENEW)
         self._commit = self.redis.register_script(_COMMIT)
+        self._commit_many = self.redis.register_script(_COMMIT_MANY)
         self._dead_letter = self.redis.register_script(_DEAD_LETTER)
         self._last_claim = 0.0
         self._last_acquire = 0.0
@@ -306,7 +326,9 @@ class Worker:
             log.warning("vshard %d: dropped (%s)", v, why)
             owned.ledger.close()
 
-    def _leases(self) -> None:
+    def _renew_due(self) -> None:
+        """Renew the leases due (a third of their TTL old); called between groups of entries
+        too, so a long step never lets a lease lapse."""
         now = time.monotonic()
         ttl_s = self.config.lease_ttl_ms / 1000
         for v, owned in list(self.owned.items()):
@@ -317,11 +339,16 @@ class Worker:
                     owned.renewed_at = now
                 else:
                     self._drop(v, "lease lost")
-        if now - self._last_acquire >= ttl_s / 4:
+
+    def _leases(self) -> None:
+        self._renew_due()
+        now = time.monotonic()
+        if now - self._last_acquire >= self.config.lease_ttl_ms / 4000:
             self._last_acquire = now
             for v in self.config.vshards:
                 if v not in self.owned:
                     self._try_acquire(v)
+                    self._renew_due()
 
     # -- entries ---------------------------------------------------------------------------
 
@@ -382,6 +409,79 @@ class Worker:
             [GROUP, entry_id, payload if reply else b"", REPLY_TTL_S, txs],
         )
         self._failures.pop(failure_key, None)
+
+    def _reply_key(self, v: int, fields: dict[bytes, bytes]) -> str:
+        reply = fields.get(b"reply", b"").decode()
+        return reply if reply.startswith(key("res:", v)) else ""
+
+    def _handle_group(
+        self, owned: _Owned, kind: str, entries: list[tuple[bytes, dict[bytes, bytes]]]
+    ) -> None:
+        """Handle the entries of one stream read together: one ledger call (one fsync) and one
+        fenced acknowledgement for all. Anything unusual (a registration, an error) falls back
+        to one entry at a time, which isolates a poison entry."""
+        v = owned.vshard
+        if len(entries) > 1:
+            try:
+                done = self._settle_together(owned, kind, entries)
+            except (StorageError, LedgerFailed, LedgerClosed) as e:
+                self._drop(v, f"{type(e).__name__}: {e}")
+                return
+            if done:
+                return
+        for entry_id, fields in entries:
+            if self.owned.get(v) is not owned:
+                return
+            self._handle(owned, kind, entry_id, fields, 1)
+
+    def _settle_together(
+        self, owned: _Owned, kind: str, entries: list[tuple[bytes, dict[bytes, bytes]]]
+    ) -> bool:
+        ledger, v = owned.ledger, owned.vshard
+        payloads: list[bytes] = []
+        txs = 0
+        try:
+            if kind == "credit":
+                shard.import_credits(ledger, b"".join(f[b"credits"] for _, f in entries))
+                payloads = [b""] * len(entries)
+            else:
+                if any(f.get(b"op") != b"settle" for _, f in entries):
+                    return False
+                parts = [_core.unframe_batch(f[b"batch"]) for _, f in entries]
+                batch = [tx for part in parts for tx in part]
+                if len(batch) > _core.BATCH_TX_COUNT_MAX:
+                    return False
+                hint = max(int(f.get(b"ts", b"0")) for _, f in entries)
+                ts = max(ledger.last_timestamp_ms, hint or int(time.time() * 1000))
+                codes = ledger.settle(batch, ts).statuses.tobytes()
+                at = 0
+                for part in parts:
+                    payloads.append(b"S" + codes[at : at + len(part)])
+                    at += len(part)
+                txs = len(batch)
+        except (StorageError, LedgerFailed, LedgerClosed):
+            raise
+        except (TongbaoError, KeyError, ValueError):
+            return False  # nothing applied: one at a time finds the culprit
+        self._flush_outbox(owned)
+        replies = [self._reply_key(v, f) for _, f in entries]
+        keys = [key("lease", v), key(kind, v), key("stats", v)]
+        for reply in replies:
+            keys += [reply, reply + ":n"] if reply else [key("stats", v)] * 2
+        self._fenced(
+            owned,
+            self._commit_many,
+            keys,
+            [
+                GROUP,
+                len(entries),
+                REPLY_TTL_S,
+                txs,
+                *(entry_id for entry_id, _ in entries),
+                *(p if r else b"" for p, r in zip(payloads, replies, strict=True)),
+            ],
+        )
+        return True
 
     def _to_dlq(
         self,
@@ -509,6 +609,7 @@ class Worker:
                         )
                         deliveries = int(info[0]["times_delivered"]) if info else 1
                         self._handle(owned, kind, entry_id, fields, deliveries)
+                        self._renew_due()
                     if start in (b"0-0", "0-0"):
                         break
 
@@ -534,14 +635,12 @@ class Worker:
             name = stream_name.decode() if isinstance(stream_name, bytes) else stream_name
             v = int(name[len("tb:{v") : name.index("}")])
             kind = name.rsplit(":", 1)[1]
-            for entry_id, fields in entries:
-                owned = self.owned.get(v)
-                if owned is None:
-                    break
-                try:
-                    self._handle(owned, kind, entry_id, fields, 1)
-                except LeaseLost:
-                    break
+            owned = self.owned.get(v)
+            if owned is None:
+                continue
+            with contextlib.suppress(LeaseLost):
+                self._handle_group(owned, kind, entries)
+            self._renew_due()
 
     def run(self) -> int:
         """Serve until stopped (SIGTERM/SIGINT); returns the exit status. Waits up to
