@@ -10,6 +10,8 @@ from typing import Any, final
 __all__ = [
     "BATCH_TX_COUNT_MAX",
     "CLOCK_SKEW_MS_MAX",
+    "CREDIT_BATCH_MAX",
+    "CREDIT_LEN",
     "FORMAT_VERSION",
     "INPUTS_MAX",
     "OUTPUTS_MAX",
@@ -20,6 +22,7 @@ __all__ = [
     "TX_BYTES_MAX",
     "VALIDITY_MS_MAX",
     "BatchVerifier",
+    "VSHARD_COUNT_MAX",
     "Keyring",
     "Ledger",
     "__version__",
@@ -27,7 +30,17 @@ __all__ = [
     "decode_transaction",
     "encode_transaction",
     "frame_batch",
+    "home_vshards",
+    "payer_vshards",
     "public_key_from_secret",
+    "shard_delivered",
+    "shard_import_credits",
+    "shard_is_imported",
+    "shard_outbox",
+    "shard_set",
+    "shard_spec",
+    "shard_suspense",
+    "shard_totals",
     "sign_message",
     "token_id",
     "transaction_id",
@@ -204,3 +217,28 @@ def sign_message(scheme: int, secret: bytes, message: bytes) -> bytes: ...
 def public_key_from_secret(scheme: int, secret: bytes) -> bytes: ...
 def audit_log(path: str, threads: int = 0) -> dict[str, object]:
     """Replay a ledger directory's whole log with every check; returns a summary."""
+
+# -- virtual shards and cross-shard credits (tongbao.shard) ------------------------------------
+VSHARD_COUNT_MAX: int
+CREDIT_BATCH_MAX: int
+CREDIT_LEN: int
+
+def shard_set(ledger: Ledger, count: int, index: int, unsafe_reapply_credits: bool = False) -> None:
+    """Make the ledger vshard ``index`` of ``count`` (logged; before its first batch)."""
+
+def shard_spec(ledger: Ledger) -> tuple[int, int] | None: ...
+def shard_import_credits(ledger: Ledger, packed: bytes) -> bytes:
+    """Import packed credits (56 bytes each); one status byte per credit. Releases the GIL."""
+
+def shard_outbox(ledger: Ledger, limit: int) -> tuple[bytes, bytes]:
+    """The first ``limit`` undelivered exports: (u64 sequence numbers, packed credits)."""
+
+def shard_delivered(ledger: Ledger, upto: int) -> None: ...
+def shard_suspense(ledger: Ledger) -> bytes: ...
+def shard_is_imported(ledger: Ledger, token_id: bytes) -> bool: ...
+def shard_totals(ledger: Ledger) -> dict[str, int]: ...
+def home_vshards(wallets: bytes, count: int) -> bytes:
+    """Home vshard (u32) of each wallet id (u64), little-endian."""
+
+def payer_vshards(batch: list[bytes] | bytes, count: int) -> bytes:
+    """Home vshard (u32) of each transaction's first signer; undecodable ones go to 0."""

@@ -31,6 +31,7 @@ from rich.table import Table
 
 import tongbao as tb
 from tongbao import presets, report, simulate
+from tongbao import cluster_cli, simulate
 from tongbao.errors import InvalidArgument, TongbaoError
 from tongbao.payroll.cli import add_payroll
 
@@ -353,6 +354,9 @@ COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], N
     add_verify_log,
     add_payroll,
     add_bench,
+    cluster_cli.add_worker,
+    cluster_cli.add_submit,
+    cluster_cli.add_cluster,
 ]
 
 

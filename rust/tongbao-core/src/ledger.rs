@@ -190,6 +190,8 @@ pub struct Ledger {
     pub(crate) failed: Option<String>,
     closed: bool,
     pub(crate) limits: Limits,
+    /// Virtual shard and cross-shard credits (`credits.rs`); empty when not a shard.
+    pub(crate) shard: crate::credits::ShardState,
 }
 
 /// How phase 1 treats signatures.
@@ -235,6 +237,7 @@ impl Ledger {
             failed: None,
             closed: false,
             limits: Limits::none(),
+            shard: crate::credits::ShardState::default(),
         })
     }
 
@@ -927,18 +930,35 @@ impl Ledger {
                 .push(Reverse((tx.expiry_ms, Marker::Spent(*input))));
         }
         let mut swept_fen = 0u64;
+        // Outputs owned by wallets homed on other shards leave as credits (credits.rs).
+        let refund_to = signers.first().copied().unwrap_or(0);
+        let mut exported_fen = 0u64;
         for (index, output) in tx.outputs.iter().enumerate() {
             let (credit, swept) = match &plan {
                 Some(p) => p.credits[index],
                 None => (output.amount_fen, 0),
             };
+            let mut place = |ledger: &mut Ledger, id, owner, value_fen, refund_to| {
+                if ledger.is_local(owner) {
+                    ledger.add_token(id, owner, value_fen);
+                } else {
+                    ledger.export(crate::credits::Credit {
+                        token: id,
+                        owner,
+                        value_fen,
+                        refund_to,
+                    });
+                    exported_fen += value_fen;
+                }
+            };
             if credit > 0 {
-                self.add_token(token_id(&tx.id, index as u16), output.owner, credit);
+                let id = token_id(&tx.id, index as u16);
+                place(self, id, output.owner, credit, refund_to);
             }
             if swept > 0 {
                 let operator = self.wallets[&output.owner].attrs.operator;
                 let id = token_id(&tx.id, SWEEP_INDEX_FLAG | index as u16);
-                self.add_token(id, operator, swept);
+                place(self, id, operator, swept, 0);
                 swept_fen += swept;
             }
         }
@@ -958,13 +978,14 @@ impl Ledger {
             }
             Kind::Transfer => debug_assert_eq!(input_sum, output_sum),
         }
+        self.outstanding_fen -= exported_fen;
         self.settled.insert(tx.id, tx.expiry_ms);
         self.expiries
             .push(Reverse((tx.expiry_ms, Marker::Settled(tx.id))));
         Ok(swept_fen)
     }
 
-    fn add_token(&mut self, id: TokenId, owner: WalletId, value_fen: u64) {
+    pub(crate) fn add_token(&mut self, id: TokenId, owner: WalletId, value_fen: u64) {
         let wallet = self.wallets.get_mut(&owner).expect("owner checked");
         let pos = wallet.tokens.len() as u32;
         wallet.tokens.push(id);
@@ -997,27 +1018,36 @@ impl Ledger {
     }
 
     #[cfg(debug_assertions)]
-    fn check_supply_fast(&self) {
+    pub(crate) fn check_supply_fast(&self) {
         let total: u128 = self.wallets.values().map(|w| w.balance_fen as u128).sum();
         assert_eq!(
             total, self.outstanding_fen as u128,
             "supply invariant broken"
         );
-        assert_eq!(
-            self.issued_fen - self.redeemed_fen,
-            self.outstanding_fen as u128
-        );
+        assert!(self.supply_balances(), "supply invariant broken");
+    }
+
+    /// issued + credits in = redeemed + credits out + outstanding + suspense (credits and
+    /// suspense are zero on an unsharded ledger).
+    fn supply_balances(&self) -> bool {
+        let s = &self.shard;
+        self.issued_fen + s.credits_in_fen
+            == self.redeemed_fen + s.credits_out_fen + self.outstanding_fen as u128 + s.suspense_fen
     }
 
     /// Full consistency check (tests, audits): issued - redeemed = outstanding = sum of unspent
     /// tokens = sum of balances; every wallet's token list matches the token table.
     pub fn check_invariants(&self) -> std::result::Result<(), String> {
-        if self.issued_fen < self.redeemed_fen
-            || self.issued_fen - self.redeemed_fen != self.outstanding_fen as u128
-        {
+        if !self.supply_balances() {
+            let s = &self.shard;
             return Err(format!(
-                "issued {} - redeemed {} != outstanding {}",
-                self.issued_fen, self.redeemed_fen, self.outstanding_fen
+                "issued {} + credits in {} != redeemed {} + credits out {} + outstanding {} + suspense {}",
+                self.issued_fen,
+                s.credits_in_fen,
+                self.redeemed_fen,
+                s.credits_out_fen,
+                self.outstanding_fen,
+                s.suspense_fen
             ));
         }
         let token_total: u128 = self.tokens.values().map(|t| t.value_fen as u128).sum();
@@ -1094,6 +1124,7 @@ impl Ledger {
             h.update(t.owner.to_le_bytes());
             h.update(t.value_fen.to_le_bytes());
         }
+        self.shard.digest(&mut h);
         h.finalize().into()
     }
 }

@@ -7,6 +7,7 @@
 //! - [`builder`]: client-side keyring, batch signing and wallet-level payments.
 
 pub mod builder;
+pub mod credits;
 pub mod crypto;
 pub mod error;
 pub mod format;
@@ -19,6 +20,7 @@ pub mod wal;
 pub use builder::{
     build_payments, build_payments_with_references, BuiltPayments, Keyring, Payment,
 };
+pub use credits::{home_vshard, Credit, ShardSpec, ShardTotals};
 pub use crypto::{PublicKey, Scheme, SigningKey};
 pub use error::{DecodeError, Error, Result};
 pub use format::{decode, Kind, Transaction};

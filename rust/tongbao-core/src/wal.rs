@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use crate::credits::{Credit, ShardSpec, ShardState, CREDIT_LEN};
 use crate::crypto::{PublicKey, Scheme};
 use crate::error::{Error, Result};
 use crate::format::{frame_batch, unframe_batch, WalletId};
@@ -41,7 +42,13 @@ const RECORD_OUTCOME: u8 = 4;
 const RECORD_LIMITS: u8 = 5;
 /// Wallet updates (class, freeze, unfreeze, close).
 const RECORD_UPDATES: u8 = 6;
-const SNAPSHOT_MAGIC: &[u8; 8] = b"TBSNAP02";
+/// The ledger became a virtual shard (credits.rs).
+const RECORD_SHARD: u8 = 7;
+/// Credits imported from other shards.
+const RECORD_CREDITS: u8 = 8;
+/// Exports up to a sequence number were delivered (removed from the outbox).
+const RECORD_DELIVERED: u8 = 9;
+const SNAPSHOT_MAGIC: &[u8; 8] = b"TBSNAP03";
 
 /// When `settle` may return relative to the disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -409,8 +416,28 @@ fn encode_outcome(receipt: &Receipt, statuses: &[Status]) -> Vec<u8> {
     out
 }
 
+fn encode_shard(spec: &ShardSpec) -> Vec<u8> {
+    let mut w = Writer(vec![RECORD_SHARD]);
+    w.bytes(&spec.count.to_le_bytes());
+    w.bytes(&spec.index.to_le_bytes());
+    w.u8(spec.unsafe_reapply_credits as u8);
+    w.0
+}
+
+fn encode_credits(credits: &[Credit]) -> Vec<u8> {
+    let mut w = Writer(Vec::with_capacity(1 + credits.len() * CREDIT_LEN));
+    w.u8(RECORD_CREDITS);
+    for c in credits {
+        c.pack(&mut w.0);
+    }
+    w.0
+}
+
 /// A decoded log record.
 pub enum Record<'a> {
+    Shard(ShardSpec),
+    Credits(Vec<Credit>),
+    Delivered(u64),
     Wallets(Vec<Registration>),
     Limits(Box<Limits>),
     Updates(Vec<(WalletId, WalletUpdate)>),
@@ -437,7 +464,10 @@ fn decode_payload<'a>(payload: &'a [u8], path: &Path, offset: usize) -> Result<R
     let bad = |what: &str| corrupt(path, offset, what);
     let (&kind, body) = payload.split_first().ok_or_else(|| bad("empty payload"))?;
     match kind {
-        RECORD_WALLETS | RECORD_LIMITS | RECORD_UPDATES => {
+        RECORD_CREDITS => Credit::unpack_all(body)
+            .map(Record::Credits)
+            .map_err(|_| bad("credits record length")),
+        RECORD_WALLETS | RECORD_LIMITS | RECORD_UPDATES | RECORD_SHARD | RECORD_DELIVERED => {
             let mut r = ByteReader {
                 buf: body,
                 pos: 0,
@@ -454,6 +484,8 @@ fn decode_payload<'a>(payload: &'a [u8], path: &Path, offset: usize) -> Result<R
                     Record::Wallets(wallets)
                 }
                 RECORD_LIMITS => Record::Limits(Box::new(read_limits(&mut r)?)),
+                RECORD_SHARD => Record::Shard(read_shard_spec(&mut r)?),
+                RECORD_DELIVERED => Record::Delivered(r.u64()?),
                 _ => {
                     let n = u32::from_le_bytes(r.take(4)?.try_into().expect("4"));
                     let mut updates = Vec::with_capacity((n as usize).min(body.len() / 10));
@@ -569,6 +601,20 @@ impl Store {
         self.append(&encode_limits(limits), true)
     }
 
+    pub(crate) fn append_shard(&mut self, spec: &ShardSpec) -> Result<()> {
+        self.append(&encode_shard(spec), true)
+    }
+
+    pub(crate) fn append_credits(&mut self, credits: &[Credit]) -> Result<()> {
+        self.append(&encode_credits(credits), true)
+    }
+
+    pub(crate) fn append_delivered(&mut self, upto: u64) -> Result<()> {
+        let mut w = Writer(vec![RECORD_DELIVERED]);
+        w.u64(upto);
+        self.append(&w.0, true)
+    }
+
     pub(crate) fn append_updates(&mut self, updates: &[(WalletId, WalletUpdate)]) -> Result<()> {
         self.append(&encode_updates(updates), true)
     }
@@ -620,16 +666,16 @@ impl Store {
 pub(crate) struct Writer(pub(crate) Vec<u8>);
 
 impl Writer {
-    fn u8(&mut self, v: u8) {
+    pub(crate) fn u8(&mut self, v: u8) {
         self.0.push(v);
     }
-    fn u64(&mut self, v: u64) {
+    pub(crate) fn u64(&mut self, v: u64) {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
-    fn u128(&mut self, v: u128) {
+    pub(crate) fn u128(&mut self, v: u128) {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
-    fn bytes(&mut self, v: &[u8]) {
+    pub(crate) fn bytes(&mut self, v: &[u8]) {
         self.0.extend_from_slice(v);
     }
 }
@@ -731,9 +777,92 @@ fn encode_snapshot(ledger: &Ledger, lsn: u64) -> Vec<u8> {
         w.bytes(id);
         w.u64(*expiry);
     }
+    write_shard_state(&mut w, &ledger.shard);
     let digest = Sha256::digest(&w.0);
     w.bytes(&digest);
     w.0
+}
+
+fn read_shard_spec(r: &mut ByteReader<'_>) -> Result<ShardSpec> {
+    let count = u32::from_le_bytes(r.take(4)?.try_into().expect("4"));
+    let index = u32::from_le_bytes(r.take(4)?.try_into().expect("4"));
+    let unsafe_reapply_credits = match r.u8()? {
+        0 => false,
+        1 => true,
+        _ => return Err(r.bad("shard flag")),
+    };
+    if count == 0 || index >= count {
+        return Err(r.bad("shard index out of range"));
+    }
+    Ok(ShardSpec {
+        count,
+        index,
+        unsafe_reapply_credits,
+    })
+}
+
+/// The cross-shard state: spec (flag byte 0: none), counters, outbox, imported set, suspense.
+fn write_shard_state(w: &mut Writer, s: &ShardState) {
+    let Some(spec) = s.spec else {
+        w.u8(0);
+        return;
+    };
+    w.u8(1);
+    w.bytes(&spec.count.to_le_bytes());
+    w.bytes(&spec.index.to_le_bytes());
+    w.u8(spec.unsafe_reapply_credits as u8);
+    w.u64(s.next_outbox_seq);
+    w.u128(s.credits_in_fen);
+    w.u128(s.credits_out_fen);
+    w.u64(s.outbox.len() as u64);
+    for (seq, c) in &s.outbox {
+        w.u64(*seq);
+        c.pack(&mut w.0);
+    }
+    let mut imported: Vec<_> = s.imported.iter().collect();
+    imported.sort_unstable();
+    w.u64(imported.len() as u64);
+    for id in imported {
+        w.bytes(id);
+    }
+    w.u64(s.suspense.len() as u64);
+    for c in &s.suspense {
+        c.pack(&mut w.0);
+    }
+}
+
+fn read_credit(r: &mut ByteReader<'_>) -> Result<Credit> {
+    Ok(Credit::unpack_all(r.take(CREDIT_LEN)?).expect("one credit")[0])
+}
+
+fn read_shard_state(r: &mut ByteReader<'_>) -> Result<ShardState> {
+    let mut s = ShardState::default();
+    match r.u8()? {
+        0 => return Ok(s),
+        1 => {}
+        _ => return Err(r.bad("shard state flag")),
+    }
+    s.spec = Some(read_shard_spec(r)?);
+    s.next_outbox_seq = r.u64()?;
+    s.credits_in_fen = r.u128()?;
+    s.credits_out_fen = r.u128()?;
+    for _ in 0..r.u64()? {
+        let seq = r.u64()?;
+        if seq >= s.next_outbox_seq || s.outbox.insert(seq, read_credit(r)?).is_some() {
+            return Err(r.bad("outbox sequence"));
+        }
+    }
+    for _ in 0..r.u64()? {
+        if !s.imported.insert(r.id()?) {
+            return Err(r.bad("credit imported twice"));
+        }
+    }
+    for _ in 0..r.u64()? {
+        let c = read_credit(r)?;
+        s.suspense_fen += c.value_fen as u128;
+        s.suspense.push(c);
+    }
+    Ok(s)
 }
 
 fn load_snapshot(ledger: &mut Ledger, path: &Path) -> Result<u64> {
@@ -823,6 +952,7 @@ fn load_snapshot(ledger: &mut Ledger, path: &Path) -> Result<u64> {
             crate::ledger::Marker::Settled(id),
         )));
     }
+    ledger.shard = read_shard_state(&mut r)?;
     if r.pos != body.len() {
         return Err(r.bad("trailing bytes"));
     }
@@ -1000,6 +1130,25 @@ fn scan_segment(
                             replay(ledger, p, None, report)?;
                         }
                         match other {
+                            Record::Shard(spec) => ledger.shard.spec = Some(spec),
+                            Record::Credits(credits) => {
+                                if let Some(c) = credits.iter().find(|c| {
+                                    ledger.shard.spec.is_none()
+                                        || !ledger.wallets.contains_key(&c.owner)
+                                        || !ledger.is_local(c.owner)
+                                }) {
+                                    return Err(corrupt(
+                                        path,
+                                        offset,
+                                        &format!(
+                                            "credit to wallet {} cannot be imported here",
+                                            c.owner
+                                        ),
+                                    ));
+                                }
+                                ledger.apply_credits(&credits);
+                            }
+                            Record::Delivered(upto) => ledger.apply_delivered(upto),
                             Record::Limits(limits) => ledger.limits = *limits,
                             Record::Updates(updates) => {
                                 if let Some((id, _)) = updates

@@ -149,6 +149,8 @@ macro_rules! set_fields {
     };
 }
 
+mod shard;
+
 fn receipt_dict<'py>(py: Python<'py>, r: &core::Receipt) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     set_fields!(
@@ -1086,6 +1088,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sign_message, m)?)?;
     m.add_function(wrap_pyfunction!(public_key_from_secret, m)?)?;
     m.add_function(wrap_pyfunction!(audit_log, m)?)?;
+    shard::register(m)?;
     m.add("FORMAT_VERSION", format::FORMAT_VERSION)?;
     m.add("INPUTS_MAX", format::INPUTS_MAX)?;
     m.add("OUTPUTS_MAX", format::OUTPUTS_MAX)?;
