@@ -31,6 +31,7 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 # -- constants, written out from the docs and format.rs (not imported from tongbao) -------------
 
 FORMAT_VERSION = 1
+ADMIN_FORMAT_VERSION = 2  # wallet administration, kinds 4-8
 INPUTS_MAX = 256
 OUTPUTS_MAX = 1024
 REFERENCE_LEN_MAX = 140
@@ -55,6 +56,9 @@ TX_BYTES_MAX = (
 )
 
 ISSUE, TRANSFER, REDEEM = 1, 2, 3
+K_REGISTER, K_SET_CLASS, K_FREEZE, K_UNFREEZE, K_CLOSE = 4, 5, 6, 7, 8
+ADMIN_KINDS = (K_REGISTER, K_SET_CLASS, K_FREEZE, K_UNFREEZE, K_CLOSE)
+KEY_LENGTHS = {1: (32,), 2: (33, 65)}  # Ed25519; SM2 compressed or uncompressed SEC1
 
 # Wallet kinds (ledger.rs WalletKind) and signature schemes (crypto.rs Scheme).
 PERSONAL, CORPORATE, MERCHANT, OPERATOR, CENTRAL_BANK = 1, 2, 3, 4, 5
@@ -87,6 +91,10 @@ class S(IntEnum):
     LIMIT_DAILY = 19
     LIMIT_ANNUAL = 20
     LIMIT_BALANCE = 21
+    # docs/status-codes.md, wallet administration
+    WALLET_EXISTS = 22
+    INVALID_WALLET = 23
+    BALANCE_NOT_ZERO = 24
 
 
 RULE_STATUSES = frozenset(range(S.WALLET_FROZEN, S.LIMIT_BALANCE + 1))
@@ -123,6 +131,11 @@ class Tx:
     signatures: tuple[tuple[int, bytes], ...]  # (signer, 64-byte signature)
     id: bytes
     body: bytes
+    # Wallet administration (kinds 4-8): the wallet, the registration (kind 4: wallet kind,
+    # class, operator, parent, mcc, region, linked account, scheme, key) and the class (kind 5).
+    wallet: int = 0
+    registration: tuple[int, int, int, int, int, int, bool, int, bytes] | None = None
+    new_class: int = 0
 
     @property
     def signers(self) -> list[int]:
@@ -171,11 +184,14 @@ def decode(data: bytes) -> Tx:
     if len(data) > TX_BYTES_MAX:
         raise DecodeError("transaction", 0, "too long")
     r = _Reader(data)
-    if r.u8("version") != FORMAT_VERSION:
+    version = r.u8("version")
+    if version not in (FORMAT_VERSION, ADMIN_FORMAT_VERSION):
         raise DecodeError("version", 0, "unsupported version")
     kind = r.u8("kind")
-    if kind not in (ISSUE, TRANSFER, REDEEM):
+    if kind not in (ISSUE, TRANSFER, REDEEM, *ADMIN_KINDS):
         raise DecodeError("kind", 1, "unknown kind")
+    if (version == ADMIN_FORMAT_VERSION) != (kind in ADMIN_KINDS):
+        raise DecodeError("kind", 1, "kind not of this format version")
     timestamp_ms = r.u64("timestamp_ms")
     expiry_pos = r.pos
     expiry_ms = r.u64("expiry_ms")
@@ -183,6 +199,8 @@ def decode(data: bytes) -> Tx:
         raise DecodeError("expiry_ms", expiry_pos, "expiry before timestamp")
     if expiry_ms - timestamp_ms > VALIDITY_MS_MAX:
         raise DecodeError("expiry_ms", expiry_pos, "validity window too long")
+    if kind in ADMIN_KINDS:
+        return _decode_admin(data, r, kind, timestamp_ms, expiry_ms)
 
     n_pos = r.pos
     n_inputs = r.u16("n_inputs")
@@ -209,19 +227,7 @@ def decode(data: bytes) -> Tx:
     reference = r.take(reference_len, "reference")
     body = data[: r.pos]
 
-    n_pos = r.pos
-    n_signatures = r.u8("n_signatures")
-    if n_signatures > SIGNATURES_MAX:
-        raise DecodeError("n_signatures", n_pos, "too many signatures")
-    signatures: list[tuple[int, bytes]] = []
-    for _ in range(n_signatures):
-        signer_pos = r.pos
-        signer = r.u64("signatures.signer")
-        if any(s == signer for s, _ in signatures):
-            raise DecodeError("signatures.signer", signer_pos, "signer listed twice")
-        signatures.append((signer, r.take(64, "signatures.signature")))
-    if r.pos != len(data):
-        raise DecodeError("transaction", r.pos, "trailing bytes")
+    signatures = _signatures(data, r)
 
     # The shape of each kind.
     if kind == ISSUE and n_inputs != 0:
@@ -241,6 +247,91 @@ def decode(data: bytes) -> Tx:
         signatures=tuple(signatures),
         id=tx_id_of_body(body),
         body=body,
+    )
+
+
+def _signatures(data: bytes, r: _Reader) -> tuple[tuple[int, bytes], ...]:
+    n_pos = r.pos
+    n_signatures = r.u8("n_signatures")
+    if n_signatures > SIGNATURES_MAX:
+        raise DecodeError("n_signatures", n_pos, "too many signatures")
+    signatures: list[tuple[int, bytes]] = []
+    for _ in range(n_signatures):
+        signer_pos = r.pos
+        signer = r.u64("signatures.signer")
+        if any(s == signer for s, _ in signatures):
+            raise DecodeError("signatures.signer", signer_pos, "signer listed twice")
+        signatures.append((signer, r.take(64, "signatures.signature")))
+    if r.pos != len(data):
+        raise DecodeError("transaction", r.pos, "trailing bytes")
+    return tuple(signatures)
+
+
+def _decode_admin(data: bytes, r: _Reader, kind: int, timestamp_ms: int, expiry_ms: int) -> Tx:
+    """The rest of a wallet-administration transaction (format version 2, docs/format.md).
+
+    The model checks a registration's key length for its scheme but not that the key is a
+    valid curve point (the core does, with its crypto library; the tests only draw valid keys).
+    """
+    wallet = r.u64("wallet")
+    registration = None
+    new_class = 0
+    if kind == K_REGISTER:
+        wallet_kind = r.u8("registration.kind")
+        if wallet_kind not in (PERSONAL, CORPORATE, MERCHANT, OPERATOR, CENTRAL_BANK):
+            raise DecodeError("registration.kind", r.pos - 1, "unknown wallet kind")
+        wallet_class = r.u8("registration.class")
+        if wallet_class not in (1, 2, 3, 4):
+            raise DecodeError("registration.class", r.pos - 1, "class outside 1-4")
+        operator = r.u64("registration.operator")
+        parent = r.u64("registration.parent")
+        mcc = r.u16("registration.mcc")
+        region = int.from_bytes(r.take(4, "registration.region"), "little")
+        linked = r.u8("registration.linked_account")
+        if linked > 1:
+            raise DecodeError("registration.linked_account", r.pos - 1, "not 0 or 1")
+        scheme = r.u8("registration.scheme")
+        key_len_pos = r.pos
+        key_len = r.u8("registration.key_len")
+        if scheme not in KEY_LENGTHS:
+            raise DecodeError("registration.scheme", key_len_pos - 1, "unknown scheme")
+        if key_len not in KEY_LENGTHS[scheme]:
+            raise DecodeError("registration.key_len", key_len_pos, "wrong key length")
+        key = r.take(key_len, "registration.key")
+        registration = (
+            wallet_kind,
+            wallet_class,
+            operator,
+            parent,
+            mcc,
+            region,
+            bool(linked),
+            scheme,
+            key,
+        )
+    elif kind == K_SET_CLASS:
+        new_class = r.u8("class")
+        if new_class not in (1, 2, 3, 4):
+            raise DecodeError("class", r.pos - 1, "class outside 1-4")
+    reference_len = r.u8("reference_len")
+    if reference_len > REFERENCE_LEN_MAX:
+        raise DecodeError("reference_len", r.pos - 1, "reference too long")
+    reference = r.take(reference_len, "reference")
+    body = data[: r.pos]
+    signatures = _signatures(data, r)
+    return Tx(
+        kind=kind,
+        timestamp_ms=timestamp_ms,
+        expiry_ms=expiry_ms,
+        inputs=(),
+        outputs=(),
+        reference=reference,
+        signatures=signatures,
+        id=tx_id_of_body(body),
+        body=body,
+        wallet=wallet,
+        registration=registration,
+        new_class=new_class,
     )
 
 
@@ -331,6 +422,10 @@ class Model:
     limits_version: str = "none"
     over_balance_cap: int = 2
     limits_rows: tuple[tuple[int | None, ...], ...] = ((None, None, None, None),) * 5
+    # Wallets whose signatures count in the current batch: those registered before it began
+    # (the core verifies signatures before applying the batch, so a wallet opened by a
+    # registration in a batch can receive in it but signs from the next batch on).
+    signer_ids: set[int] = field(default_factory=set)
 
     # -- wallets ---------------------------------------------------------------------------
 
@@ -366,6 +461,7 @@ class Model:
                 raise ModelError(f"wallet {wallet_id}: bad parent {parent}")
             if p.kind not in (PERSONAL, CORPORATE) or kind not in (PERSONAL, CORPORATE):
                 raise ModelError(f"wallet {wallet_id}: sub-wallets are personal or corporate")
+        self.signer_ids.add(wallet_id)
         self.wallets[wallet_id] = Wallet(
             kind,
             scheme,
@@ -495,6 +591,7 @@ class Model:
         if now_ms < self.last_timestamp_ms:
             raise BatchRejected(f"{now_ms} < {self.last_timestamp_ms}")
         self.last_timestamp_ms = now_ms
+        self.signer_ids = set(self.wallets)
         # Forget what expired: a marker lives while now <= the spender's expiry.
         self.spent = {t: e for t, e in self.spent.items() if not now_ms > e}
         self.settled = {t: e for t, e in self.settled.items() if not now_ms > e}
@@ -514,6 +611,8 @@ class Model:
         status, tx = self.check(raw, now)
         if status != S.OK or tx is None:
             return status, tx, None
+        if tx.kind in ADMIN_KINDS:
+            return self.check_admin(tx), tx, None
         if tx.kind == ISSUE:
             # No limits on issues, but a frozen central bank cannot issue and a closed operator
             # cannot receive.
@@ -543,12 +642,14 @@ class Model:
             return S.ZERO_VALUE_OUTPUT, tx  # 6
         if tx.output_sum > U64_MAX:
             return S.VALUE_OVERFLOW, tx  # 7
-        if any(s not in self.wallets for s in tx.signers):
+        if any(s not in self.signer_ids for s in tx.signers):
             return S.UNKNOWN_WALLET, tx  # 8
         if self.verify_signatures and not all(
             self.wallets[s].verify(tx.id, sig) for s, sig in tx.signatures
         ):
             return S.BAD_SIGNATURE, tx  # 9
+        if tx.kind in ADMIN_KINDS:
+            return S.OK, tx  # the administration checks follow (check_admin)
         if any(owner not in self.wallets for owner, _ in tx.outputs):
             return S.UNKNOWN_WALLET, tx  # 10
         if any(i not in self.unspent and i not in self.spent for i in tx.inputs):
@@ -586,6 +687,92 @@ class Model:
         elif tx.output_sum != input_sum:
             return S.VALUE_MISMATCH, tx  # 16
         return S.OK, tx
+
+    def check_admin(self, tx: Tx) -> S:
+        """The wallet-administration checks (docs/status-codes.md), in order."""
+        if not tx.signers:
+            return S.MISSING_SIGNATURE
+        if len(tx.signers) > 1:
+            return S.UNEXPECTED_SIGNER
+        (signer,) = tx.signers
+        target = self.wallets.get(tx.wallet)
+        if tx.registration is not None:
+            if target is not None:
+                return S.WALLET_EXISTS
+            kind, operator = tx.registration[0], tx.registration[2]
+        elif target is None:
+            return S.UNKNOWN_WALLET
+        else:
+            kind, operator = target.kind, target.operator
+        s = self.wallets[signer]
+        if kind in (CENTRAL_BANK, OPERATOR):
+            authorised = s.kind == CENTRAL_BANK
+        else:
+            authorised = signer == operator and s.kind == OPERATOR
+        if not authorised:
+            return S.NOT_AUTHORIZED
+        if s.status == FROZEN:
+            return S.WALLET_FROZEN
+        if s.status == CLOSED:
+            return S.WALLET_CLOSED
+        if tx.registration is not None:
+            try:
+                self._check_registration(tx.wallet, tx.registration)
+            except ModelError:
+                return S.INVALID_WALLET
+            return S.OK
+        assert target is not None
+        if target.status == CLOSED:
+            return S.WALLET_CLOSED
+        if tx.kind == K_SET_CLASS and tx.new_class != 1 and kind in (CENTRAL_BANK, OPERATOR):
+            return S.INVALID_WALLET
+        if tx.kind == K_CLOSE and self.balance(tx.wallet):
+            return S.BALANCE_NOT_ZERO
+        return S.OK
+
+    def _check_registration(
+        self, wallet_id: int, reg: tuple[int, int, int, int, int, int, bool, int, bytes]
+    ) -> None:
+        """Validate a registration as :meth:`register` does, on a copy (raises ModelError)."""
+        kind, wallet_class, operator, parent, mcc, region, linked, scheme, key = reg
+        trial = Model(wallets=dict(self.wallets))
+        trial.register(
+            wallet_id,
+            kind,
+            scheme,
+            key,
+            wallet_class=wallet_class,
+            operator=operator,
+            parent=parent,
+            mcc=mcc,
+            region=region,
+            linked_account=linked,
+        )
+
+    def apply_admin(self, tx: Tx) -> None:
+        if tx.registration is not None:
+            kind, wallet_class, operator, parent, mcc, region, linked, scheme, key = tx.registration
+            signers = set(self.signer_ids)
+            self.register(
+                tx.wallet,
+                kind,
+                scheme,
+                key,
+                wallet_class=wallet_class,
+                operator=operator,
+                parent=parent,
+                mcc=mcc,
+                region=region,
+                linked_account=linked,
+            )
+            self.signer_ids = signers  # signs from the next batch on
+        else:
+            w = self.wallets[tx.wallet]
+            if tx.kind == K_SET_CLASS:
+                w.wallet_class = tx.new_class
+            else:
+                w.status = {K_FREEZE: FROZEN, K_UNFREEZE: ACTIVE, K_CLOSE: CLOSED}[tx.kind]
+        self.settled[tx.id] = tx.expiry_ms
 
     def check_rules(self, tx: Tx, now: int) -> tuple[S, Plan | None]:
         """The wallet rules (docs/wallet-rules.md) for a transfer or redeem that passed checks
@@ -660,6 +847,9 @@ class Model:
         return S.OK, Plan(counted, credits, swept)
 
     def apply(self, tx: Tx, now_ms: int, plan: Plan | None = None) -> None:
+        if tx.kind in ADMIN_KINDS:
+            self.apply_admin(tx)
+            return
         input_sum = 0
         for i in tx.inputs:
             _, value = self.unspent.pop(i)

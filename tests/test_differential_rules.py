@@ -227,7 +227,7 @@ class World:
                     out.append(cap - used)
                     if payment is not None:  # as much as one payment may, towards the cap
                         out.append(min(payment, cap - used))
-        if payee is not None:
+        if payee is not None and payee in m.wallets:
             cap = m.caps(payee)[0]
             if cap is not None:
                 out.append(cap - m.balance(payee))
@@ -280,10 +280,10 @@ class World:
     # -- operations: each returns a transaction, or None when it cannot be built -------------
 
     def op_pay(self) -> bytes | None:
-        funded = self.funded(CUSTOMERS)
+        funded = self.funded(CUSTOMERS + NEWCOMERS)
         if not funded:
             return None
-        payee = self.pick([*CUSTOMERS, self.pick(OPERATORS)])
+        payee = self.pick([*CUSTOMERS, self.pick(OPERATORS), self.pick(NEWCOMERS)])
         return self.payment(self.pick(funded), payee, 10**7)
 
     def op_again(self) -> bytes | None:
@@ -324,7 +324,8 @@ class World:
         funded = self.funded(FUNDED_OPERATORS)
         if not funded:
             return None
-        return self.payment(self.pick(funded), self.pick(CUSTOMERS), 3 * 10**6)
+        payee = self.pick([*CUSTOMERS, self.pick(NEWCOMERS)])
+        return self.payment(self.pick(funded), payee, 3 * 10**6)
 
     def op_to_closed(self) -> bytes | None:
         closed = [w for w in WALLET_IDS if self.model.wallets[w].status == CLOSED]
@@ -370,7 +371,78 @@ class World:
         outputs = [(op, value - destroyed)] if value > destroyed else []
         return self.signed(tb.Kind.REDEEM, [token], outputs, [op])
 
-    OPS = ("pay", "pay", "again", "again", "fund", "fund", "multi", "multi", "redeem", "to_closed")
+    def op_admin(self) -> bytes:
+        """Wallet administration signed by a wallet: mostly the wallet's operator (the central
+        bank for operators), sometimes another operator, a customer, a wallet opened in this
+        batch, two signers or none. Registrations of newcomers (or of taken ids) with random,
+        sometimes inconsistent attributes; class changes, freezes, unfreezes and closes of
+        customers, operators, newcomers and unknown ids."""
+        m = self.model
+        kind = self.pick([tb.Kind.REGISTER] * 3 + [k for k in tb.Kind if k > tb.Kind.REGISTER])
+        ts = self.now - self.pick([0, 0, 1, HOUR])
+        expiry = self.now + HOUR
+        if kind == tb.Kind.REGISTER:
+            wallet = self.pick([*NEWCOMERS, *NEWCOMERS, self.pick(CUSTOMERS)])
+            wallet_kind = self.pick([PERSONAL, PERSONAL, CORPORATE, MERCHANT, OPERATOR])
+            right = CB if wallet_kind == OPERATOR else self.pick(OPERATORS)
+            operator = wallet if wallet_kind == OPERATOR else right
+            if self.chance(6):
+                operator = self.pick([0, *OPERATORS, 1001, UNKNOWN])
+            parent = 0
+            if self.chance(4):
+                parent = self.pick([*CUSTOMERS, *NEWCOMERS, UNKNOWN])
+            wallet_class = (
+                1 if wallet_kind == OPERATOR and not self.chance(4) else self.integer(1, 4)
+            )
+            body = tb.encode_admin(
+                kind,
+                wallet,
+                ts,
+                expiry,
+                registration=(
+                    wallet_kind,
+                    wallet_class,
+                    operator,
+                    parent,
+                    5411 if wallet_kind == MERCHANT else 0,
+                    self.integer(0, 3),
+                    self.pick([True, False]),
+                    ED25519,
+                    PUBLIC_KEYS[wallet],
+                ),
+            )
+        else:
+            wallet = self.pick([*CUSTOMERS, *CUSTOMERS, *OPERATORS, *NEWCOMERS, UNKNOWN])
+            w = m.wallets.get(wallet)
+            right = CB if w is None or w.kind in (OPERATOR, CENTRAL_BANK) else w.operator
+            new_class = self.pick([1, 2, 3, 4])
+            body = tb.encode_admin(kind, wallet, ts, expiry, wallet_class=new_class)
+        how = self.pick(["right"] * 6 + ["other", "none", "two"])
+        if how == "right" and right in m.wallets:
+            signers = [right]
+        elif how == "none":
+            signers = []
+        elif how == "two":
+            signers = sorted({self.pick(OPERATORS), CB})
+        else:
+            signers = [self.pick([CB, *OPERATORS, self.pick(CUSTOMERS), *NEWCOMERS])]
+        event(f"admin {kind.name} signed {how}")
+        return KEYRING.sign([body], [signers])[0]
+
+    OPS = (
+        "pay",
+        "pay",
+        "again",
+        "again",
+        "fund",
+        "fund",
+        "multi",
+        "multi",
+        "redeem",
+        "to_closed",
+        "admin",
+        "admin",
+    )
 
     # -- between batches ---------------------------------------------------------------------
 
@@ -493,11 +565,23 @@ class World:
             assert counters == m.counters.get(w, (0, 0, 0, 0)), w
         supply = ledger.supply()
         assert (supply.issued_fen, supply.redeemed_fen, supply.outstanding_fen) == m.supply()
-        total = sum(ledger.balance(w) for w in WALLET_IDS)
+        total = sum(ledger.balance(w) for w in m.wallets)
         assert supply.issued_fen - supply.redeemed_fen == supply.outstanding_fen == total
         ledger.check_invariants()
         assert ledger.token_count == len(m.unspent)
         assert ledger.settled_count == len(m.settled)
+        for w in [*NEWCOMERS, UNKNOWN]:  # opened (or not) by registrations in batches
+            info = ledger.wallet(w)
+            assert (info is None) == (w not in m.wallets), w
+            if info is not None:
+                mw = m.wallets[w]
+                assert (info.kind, info.wallet_class, info.operator, int(info.status)) == (
+                    mw.kind,
+                    mw.wallet_class,
+                    mw.operator,
+                    mw.status,
+                ), w
+                assert info.balance_fen == m.balance(w), w
         assert ledger.state_digest() == m.state_digest(ledger.last_receipt_hash)
 
     # -- rejections change nothing -----------------------------------------------------------

@@ -24,7 +24,8 @@ CB, OP, OP2 = 1, 100, 101
 ALICE, BOB, CAROL = 1001, 1002, 1003  # CAROL has an SM2 key
 STRANGER = 9001  # a key in the keyring, no wallet in the ledger
 NOBODY = 424242  # neither
-WALLET_IDS = [CB, OP, OP2, ALICE, BOB, CAROL]
+CUSTOMER_OF_OP = 2501  # opened by OP with a signed registration (fixture _customer_of_op)
+WALLET_IDS = [CB, OP, OP2, ALICE, BOB, CAROL, CUSTOMER_OF_OP]
 
 
 @dataclass
@@ -235,7 +236,8 @@ def test_malformed(world: World) -> None:
         lambda w: b"",
         lambda w: b"\x01",
         lambda w: w.payments[0] + b"\x00",
-        lambda w: b"\x02" + w.payments[0][1:],
+        lambda w: b"\x03" + w.payments[0][1:],
+        lambda w: b"\x02" + w.payments[0][1:],  # a payment kind in the admin version
         lambda w: tb.encode(tb.Kind.ISSUE, [w.spent_token], [(OP, 5)], T1),
         lambda w: tb.encode(tb.Kind.TRANSFER, [], [(OP, 5)], T1),
         lambda w: tb.encode(tb.Kind.REDEEM, [], [], T1),
@@ -249,7 +251,8 @@ def test_malformed(world: World) -> None:
         "empty",
         "version-only",
         "trailing-byte",
-        "version-2",
+        "version-3",
+        "payment-in-version-2",
         "issue-with-inputs",
         "transfer-without-inputs",
         "redeem-without-inputs",
@@ -441,8 +444,18 @@ def test_value_mismatch_redeem(world: World) -> None:
         lambda w: tb.issue(w.keys, CB, [(OP, 5), (ALICE, 5)], T1),
         lambda w: tb.redeem(w.keys, [w.token_of(ALICE)[0]], [], [ALICE], T1),
         lambda w: tb.redeem(w.keys, [w.ledger.unspent(OP2)[0][0]], [(OP, 1)], [OP2], T1),
+        # Wallet administration: OP2 acts on a wallet OP operates; an operator on an operator.
+        lambda w: tb.freeze_wallet(w.keys, OP2, CUSTOMER_OF_OP, timestamp_ms=T1),
+        lambda w: tb.set_wallet_class(w.keys, OP, OP2, 1, timestamp_ms=T1),
     ],
-    ids=["issue-by-operator", "issue-to-personal", "redeem-by-personal", "redeem-change-elsewhere"],
+    ids=[
+        "issue-by-operator",
+        "issue-to-personal",
+        "redeem-by-personal",
+        "redeem-change-elsewhere",
+        "freeze-by-another-operator",
+        "operator-changed-by-operator",
+    ],
 )
 def test_not_authorized(world: World, make: Callable[[World], bytes]) -> None:
     settle_rejected(world, make(world), Status.NOT_AUTHORIZED)
@@ -550,6 +563,97 @@ def test_over_cap_value_is_swept_to_the_operator(world: World) -> None:
     ledger.check_invariants()
 
 
+# -- wallet administration (kinds 4-8) -----------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _customer_of_op(world: World) -> None:
+    """Every test's world also has a class-4 wallet that OP opened by a signed transaction."""
+    key = world.keys.generate([CUSTOMER_OF_OP], tb.Scheme.ED25519, b"customer")[0]
+    tx = tb.register_wallet(
+        world.keys, OP, CUSTOMER_OF_OP, tb.WalletKind.PERSONAL, key, timestamp_ms=T0, wallet_class=4
+    )
+    assert world.ledger.settle([tx], T0).ok
+
+
+def test_wallet_exists(world: World) -> None:
+    key = world.keys.public_key(ALICE)
+    tx = tb.register_wallet(world.keys, OP, ALICE, tb.WalletKind.PERSONAL, key, timestamp_ms=T1)
+    settle_rejected(world, tx, Status.WALLET_EXISTS)
+
+
+@pytest.mark.parametrize(
+    ("kind", "attrs"),
+    [
+        (tb.WalletKind.PERSONAL, {"parent": NOBODY}),  # unknown parent
+        (tb.WalletKind.MERCHANT, {"parent": CUSTOMER_OF_OP}),  # merchants have no parent
+        (tb.WalletKind.PERSONAL, {"parent": ALICE}),  # a parent at another operator (none)
+        (tb.WalletKind.OPERATOR, {"wallet_class": 2}),  # operators are class 1
+    ],
+    ids=["unknown-parent", "merchant-sub-wallet", "parent-elsewhere", "operator-class-2"],
+)
+def test_invalid_wallet(world: World, kind: tb.WalletKind, attrs: dict[str, int]) -> None:
+    key = world.keys.generate([3001], tb.Scheme.ED25519, b"new")[0]
+    signer = CB if kind == tb.WalletKind.OPERATOR else OP
+    tx = tb.register_wallet(world.keys, signer, 3001, kind, key, timestamp_ms=T1, **attrs)
+    settle_rejected(world, tx, Status.INVALID_WALLET)
+    assert world.ledger.wallet(3001) is None
+
+
+def test_balance_not_zero(world: World) -> None:
+    ledger = world.ledger
+    txs, _ = ledger.build_payments(world.keys, [OP], [CUSTOMER_OF_OP], [1_000], T1)
+    assert ledger.settle(txs, T1).ok
+    close = tb.close_wallet(world.keys, OP, CUSTOMER_OF_OP, timestamp_ms=T1)
+    settle_rejected(world, close, Status.BALANCE_NOT_ZERO)
+    # Redeemed to deposits (paid back to the operator), it closes.
+    back, _ = ledger.build_payments(world.keys, [CUSTOMER_OF_OP], [OP], [1_000], T1)
+    assert ledger.settle(back, T1).ok
+    assert ledger.settle([close], T1).ok
+    assert ledger.wallet(CUSTOMER_OF_OP).status == tb.WalletStatus.CLOSED  # type: ignore[union-attr]
+
+
+def test_admin_transactions_by_the_operator(world: World) -> None:
+    """Upgrade, freeze (then the wallet cannot pay), unfreeze, all signed by OP; a resubmission
+    is ALREADY_SETTLED; the central bank signs for operators."""
+    ledger, keys = world.ledger, world.keys
+    txs, _ = ledger.build_payments(keys, [OP], [CUSTOMER_OF_OP], [5_000], T1)
+    upgrade = tb.set_wallet_class(keys, OP, CUSTOMER_OF_OP, 2, timestamp_ms=T1)
+    freeze = tb.freeze_wallet(keys, OP, CUSTOMER_OF_OP, timestamp_ms=T1)
+    assert ledger.settle([*txs, upgrade, freeze], T1).ok
+    info = ledger.wallet(CUSTOMER_OF_OP)
+    assert info is not None and (info.wallet_class, info.status) == (2, tb.WalletStatus.FROZEN)
+    pay, _ = ledger.build_payments(keys, [CUSTOMER_OF_OP], [BOB], [100], T1)
+    settle_rejected(world, pay[0], Status.WALLET_FROZEN)
+    settle_rejected(world, freeze, Status.ALREADY_SETTLED)
+    unfreeze = tb.unfreeze_wallet(keys, OP, CUSTOMER_OF_OP, timestamp_ms=T1)
+    assert ledger.settle([unfreeze, pay[0]], T1).ok
+    assert ledger.balance(BOB) == 100
+    freeze_op = tb.freeze_wallet(keys, CB, OP2, timestamp_ms=T1)
+    assert ledger.settle([freeze_op], T1).ok
+    assert ledger.wallet(OP2).status == tb.WalletStatus.FROZEN  # type: ignore[union-attr]
+
+
+def test_malformed_registration_names_the_field(world: World) -> None:
+    key = bytearray(world.keys.public_key(ALICE))
+    with pytest.raises(tb.MalformedTransaction) as info:
+        tb.register_wallet(
+            world.keys, OP, 3002, tb.WalletKind.PERSONAL, bytes(key[:31]), timestamp_ms=T1
+        )
+    assert info.value.field == "registration.key_len"
+    good = tb.register_wallet(
+        world.keys, OP, 3002, tb.WalletKind.PERSONAL, bytes(key), timestamp_ms=T1
+    )
+    # The key is the last 32 bytes of the body before the reference length; make it off-curve
+    # or non-canonical by setting it to all 0xff.
+    body_end = len(good) - 1 - 72  # one signature, empty reference
+    bad = good[: body_end - 1 - 32] + b"\xff" * 32 + good[body_end - 1 :]
+    with pytest.raises(tb.MalformedTransaction) as info:
+        tb.decode(bad)
+    assert info.value.field == "registration.key"
+    settle_rejected(world, bad, Status.MALFORMED)
+
+
 STATUS_TESTS = {
     Status.OK: test_ok_transfer,
     Status.ALREADY_SETTLED: test_already_settled,
@@ -573,6 +677,9 @@ STATUS_TESTS = {
     Status.LIMIT_DAILY: test_limit_daily_resets_at_shanghai_midnight,
     Status.LIMIT_ANNUAL: test_limit_annual_resets_at_shanghai_new_year,
     Status.LIMIT_BALANCE: test_limit_balance_without_linked_account,
+    Status.WALLET_EXISTS: test_wallet_exists,
+    Status.INVALID_WALLET: test_invalid_wallet,
+    Status.BALANCE_NOT_ZERO: test_balance_not_zero,
 }
 
 
@@ -663,7 +770,8 @@ BODY = 18 + 2 + 32 + 2 + 17 + 1 + 3
         (lambda t: t[:30], "inputs", 20),
         (lambda t: t[:60], "outputs.owner", 54),
         (lambda t: t[: BODY + 1 + 8 + 10], "signatures.signature", BODY + 1 + 8),
-        (lambda t: b"\x02" + t[1:], "version", 0),
+        (lambda t: b"\x03" + t[1:], "version", 0),
+        (lambda t: b"\x02" + t[1:], "kind", 1),
         (lambda t: t[:1] + b"\x04" + t[2:], "kind", 1),
         (lambda t: t + b"\x00\x00", "transaction", BODY + 1 + 72),
         (lambda t: t[:70] + b"\x01" + t[71:], "outputs.condition", 70),
@@ -683,6 +791,7 @@ BODY = 18 + 2 + 32 + 2 + 17 + 1 + 3
         "truncated-output",
         "truncated-signature",
         "bad-version",
+        "payment-in-version-2",
         "bad-kind",
         "trailing-bytes",
         "condition-tag",

@@ -11,6 +11,7 @@ True
 from __future__ import annotations
 
 from tongbao._core import (
+    ADMIN_FORMAT_VERSION,
     BATCH_TX_COUNT_MAX,
     CLOCK_SKEW_MS_MAX,
     FORMAT_VERSION,
@@ -29,6 +30,14 @@ from tongbao._core import (
     verify_signature,
 )
 from tongbao._core import __version__ as __version__
+from tongbao.admin import (
+    close_wallet,
+    encode_admin,
+    freeze_wallet,
+    register_wallet,
+    set_wallet_class,
+    unfreeze_wallet,
+)
 from tongbao.audit import AuditReport, verify_log
 from tongbao.errors import (
     BatchRejected,
@@ -65,6 +74,7 @@ from tongbao.tx import (
 from tongbao.types import Kind, Scheme, Status, WalletKind, WalletStatus
 
 __all__ = [
+    "ADMIN_FORMAT_VERSION",
     "BATCH_TX_COUNT_MAX",
     "CLOCK_SKEW_MS_MAX",
     "FORMAT_VERSION",
@@ -106,15 +116,20 @@ __all__ = [
     "WalletInfo",
     "WalletKind",
     "WalletStatus",
+    "close_wallet",
     "decode",
     "encode",
+    "encode_admin",
     "frame_batch",
+    "freeze_wallet",
     "from_json",
     "issue",
     "load_limits",
     "parse_limits",
     "public_key_from_secret",
     "redeem",
+    "register_wallet",
+    "set_wallet_class",
     "sign",
     "sign_message",
     "to_json",
@@ -122,6 +137,7 @@ __all__ = [
     "transaction_id",
     "transfer",
     "unframe_batch",
+    "unfreeze_wallet",
     "verify_log",
     "verify_signature",
 ]

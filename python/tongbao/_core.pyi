@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any, final
 
 __all__ = [
+    "ADMIN_FORMAT_VERSION",
     "BATCH_TX_COUNT_MAX",
     "CLOCK_SKEW_MS_MAX",
     "CREDIT_BATCH_MAX",
@@ -28,6 +29,7 @@ __all__ = [
     "__version__",
     "audit_log",
     "decode_transaction",
+    "encode_admin",
     "encode_transaction",
     "frame_batch",
     "home_vshards",
@@ -49,6 +51,7 @@ __all__ = [
 ]
 
 FORMAT_VERSION: int
+ADMIN_FORMAT_VERSION: int
 INPUTS_MAX: int
 OUTPUTS_MAX: int
 REFERENCE_LEN_MAX: int
@@ -207,6 +210,19 @@ def encode_transaction(
     reference: bytes = ...,
     signatures: Sequence[tuple[int, bytes]] = ...,
 ) -> bytes: ...
+def encode_admin(
+    kind: int,
+    wallet: int,
+    timestamp_ms: int,
+    expiry_ms: int,
+    reference: bytes = ...,
+    registration: tuple[int, int, int, int, int, int, bool, int, bytes] | None = None,
+    class_: int = 0,
+) -> bytes:
+    """Encode an unsigned wallet-administration transaction (format v2, kinds 4-8).
+    ``registration`` (kind 4): (wallet_kind, class, operator, parent, mcc, region,
+    linked_account, scheme, public_key). Raises ``MalformedTransaction`` naming the field."""
+
 def decode_transaction(tx: bytes) -> dict[str, object]: ...
 def transaction_id(tx: bytes) -> bytes: ...
 def token_id(tx_id: bytes, index: int) -> bytes: ...

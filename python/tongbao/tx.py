@@ -133,7 +133,7 @@ def to_json(tx: bytes) -> dict[str, Any]:
     by :func:`from_json`.
     """
     d = decode(tx)
-    return {
+    doc = {
         "version": d["version"],
         "id": d["id"].hex(),
         "kind": Kind(d["kind"]).name.lower(),
@@ -144,6 +144,56 @@ def to_json(tx: bytes) -> dict[str, Any]:
         "reference": d["reference"].hex(),
         "signatures": [{"signer": s, "signature": sig.hex()} for s, sig in d["signatures"]],
     }
+    if "wallet" in d:  # wallet administration (format version 2)
+        doc["wallet"] = d["wallet"]
+        if "wallet_class" in d:
+            doc["wallet_class"] = d["wallet_class"]
+        if "registration" in d:
+            reg = dict(d["registration"])
+            reg["public_key"] = reg["public_key"].hex()
+            doc["registration"] = reg
+    return doc
+
+
+def _admin_from_json(doc: dict[str, Any], kind: Kind) -> bytes:
+    """Encode the JSON form of a wallet-administration transaction (kinds 4-8)."""
+    registration = None
+    try:
+        if kind == Kind.REGISTER:
+            r = _field(doc, "registration")
+            registration = (
+                int(r["wallet_kind"]),
+                int(r["wallet_class"]),
+                int(r["operator"]),
+                int(r["parent"]),
+                int(r["mcc"]),
+                int(r["region"]),
+                bool(r["linked_account"]),
+                int(r["scheme"]),
+                bytes.fromhex(r["public_key"]),
+            )
+        signatures = [
+            (int(s["signer"]), bytes.fromhex(s["signature"])) for s in _field(doc, "signatures")
+        ]
+        reference = bytes.fromhex(_field(doc, "reference"))
+    except (TypeError, ValueError, KeyError) as exc:
+        raise InvalidArgument(f"JSON transaction: bad field value: {exc}") from None
+    body = _core.encode_admin(
+        int(kind),
+        int(_field(doc, "wallet")),
+        int(_field(doc, "timestamp_ms")),
+        int(_field(doc, "expiry_ms")),
+        reference,
+        registration,
+        int(doc.get("wallet_class", 0)),
+    )
+    if any(len(sig) != 64 for _, sig in signatures):
+        raise InvalidArgument("JSON transaction: a signature is 64 bytes long")
+    # encode_admin ends with an empty signature section (one zero byte): replace it.
+    section = bytes([len(signatures)]) + b"".join(
+        s.to_bytes(8, "little") + sig for s, sig in signatures
+    )
+    return body[:-1] + section
 
 
 def _field(doc: dict[str, Any], name: str) -> Any:
@@ -156,13 +206,15 @@ def from_json(doc: dict[str, Any]) -> bytes:
     """Encode the JSON form made by :func:`to_json`. Raises ``InvalidArgument`` naming the
     field that is missing or wrong, or ``MalformedTransaction`` for a limit exceeded."""
     version = _field(doc, "version")
-    if version != _core.FORMAT_VERSION:
+    if version not in (_core.FORMAT_VERSION, _core.ADMIN_FORMAT_VERSION):
         raise InvalidArgument(f"JSON transaction: unsupported version {version!r}")
     kind_name = _field(doc, "kind")
     try:
         kind = Kind[str(kind_name).upper()]
     except KeyError:
         raise InvalidArgument(f"JSON transaction: unknown kind {kind_name!r}") from None
+    if kind >= Kind.REGISTER:
+        return _admin_from_json(doc, kind)
     try:
         inputs = [bytes.fromhex(i) for i in _field(doc, "inputs")]
         reference = bytes.fromhex(_field(doc, "reference"))

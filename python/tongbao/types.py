@@ -36,14 +36,23 @@ class Status(IntEnum):
     LIMIT_DAILY = 19
     LIMIT_ANNUAL = 20
     LIMIT_BALANCE = 21
+    WALLET_EXISTS = 22
+    INVALID_WALLET = 23
+    BALANCE_NOT_ZERO = 24
 
 
 class Kind(IntEnum):
-    """What a transaction does."""
+    """What a transaction does: payments (1-3, format version 1) or wallet administration
+    (4-8, format version 2, signed by the wallet's operator bank)."""
 
     ISSUE = 1
     TRANSFER = 2
     REDEEM = 3
+    REGISTER = 4
+    SET_CLASS = 5
+    FREEZE = 6
+    UNFREEZE = 7
+    CLOSE = 8
 
 
 class WalletKind(IntEnum):

@@ -17,8 +17,14 @@ use sha2::{Digest, Sha256};
 
 use crate::error::DecodeError;
 
-/// The only format version this build reads and writes.
+/// Format version of payments (kinds 1-3). Their encoding is the same in every version, so
+/// their ids never change.
 pub const FORMAT_VERSION: u8 = 1;
+/// Format version of wallet administration (kinds 4-8, see [`Admin`]): version 2 = version 1
+/// plus these kinds. A transaction is encoded in the lowest version that can express it.
+pub const ADMIN_FORMAT_VERSION: u8 = 2;
+/// Longest public key in a registration (SM2 uncompressed SEC1).
+pub const KEY_LEN_MAX: usize = 65;
 /// Most inputs (token ids) in one transaction.
 pub const INPUTS_MAX: usize = 256;
 /// Most outputs in one transaction (a payroll chunk pays up to ~1,000 payees).
@@ -59,6 +65,16 @@ pub enum Kind {
     /// An operator bank returns value to the central bank: sum of inputs exceeds sum of
     /// outputs (change), the difference is destroyed.
     Redeem = 3,
+    /// Wallet administration (format version 2), signed by the wallet's operator bank (the
+    /// central bank for operator and central-bank wallets): open a wallet...
+    Register = 4,
+    /// ...change its class (upgrade or downgrade)...
+    SetClass = 5,
+    /// ...freeze it (it cannot pay), unfreeze it...
+    Freeze = 6,
+    Unfreeze = 7,
+    /// ...or close it (final; its balance must be zero).
+    Close = 8,
 }
 
 impl Kind {
@@ -67,6 +83,11 @@ impl Kind {
             1 => Some(Kind::Issue),
             2 => Some(Kind::Transfer),
             3 => Some(Kind::Redeem),
+            4 => Some(Kind::Register),
+            5 => Some(Kind::SetClass),
+            6 => Some(Kind::Freeze),
+            7 => Some(Kind::Unfreeze),
+            8 => Some(Kind::Close),
             _ => None,
         }
     }
@@ -76,8 +97,57 @@ impl Kind {
             Kind::Issue => "issue",
             Kind::Transfer => "transfer",
             Kind::Redeem => "redeem",
+            Kind::Register => "register",
+            Kind::SetClass => "set_class",
+            Kind::Freeze => "freeze",
+            Kind::Unfreeze => "unfreeze",
+            Kind::Close => "close",
         }
     }
+
+    /// Wallet administration rather than a payment.
+    pub fn is_admin(self) -> bool {
+        self as u8 >= Kind::Register as u8
+    }
+
+    /// The format version this kind is encoded in.
+    pub fn version(self) -> u8 {
+        if self.is_admin() {
+            ADMIN_FORMAT_VERSION
+        } else {
+            FORMAT_VERSION
+        }
+    }
+}
+
+/// A wallet to open, as a registration transaction carries it (raw codes; the ledger parses
+/// the key and checks the attributes against the registry).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewWallet {
+    /// Wallet kind 1 personal, 2 corporate, 3 merchant, 4 operator, 5 central bank.
+    pub kind: u8,
+    /// Class 1-4.
+    pub class: u8,
+    pub operator: WalletId,
+    pub parent: WalletId,
+    pub mcc: u16,
+    pub region: u32,
+    pub linked_account: bool,
+    /// Signature scheme 1 Ed25519, 2 SM2.
+    pub scheme: u8,
+    /// Public key: Ed25519 32 bytes, SM2 33 or 65 bytes (SEC1).
+    pub key: Vec<u8>,
+}
+
+/// The payload of a wallet-administration transaction (kinds 4-8).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Admin {
+    /// The wallet opened or changed.
+    pub wallet: WalletId,
+    /// Register: the new wallet.
+    pub registration: Option<NewWallet>,
+    /// SetClass: the new class 1-4 (0 for the other kinds).
+    pub class: u8,
 }
 
 /// A spending condition on an output. Version 1 defines only `None` (tag 0); the tag byte is
@@ -111,6 +181,8 @@ pub struct Transaction {
     pub reference: Vec<u8>,
     pub signatures: Vec<SignatureEntry>,
     pub id: TxId,
+    /// Kinds 4-8 only (no inputs, no outputs).
+    pub admin: Option<Admin>,
 }
 
 impl Transaction {
@@ -123,6 +195,15 @@ impl Transaction {
 
     /// Encode the body (everything but signatures). Fields must already be within limits.
     pub fn encode_body(&self) -> Vec<u8> {
+        if let Some(admin) = &self.admin {
+            return encode_admin_body(
+                self.kind,
+                self.timestamp_ms,
+                self.expiry_ms,
+                admin,
+                &self.reference,
+            );
+        }
         encode_body(
             self.kind,
             self.timestamp_ms,
@@ -297,11 +378,11 @@ pub fn decode(bytes: &[u8]) -> Result<Transaction, DecodeError> {
     }
     let mut r = Reader { bytes, pos: 0 };
     let version = r.u8("version")?;
-    if version != FORMAT_VERSION {
+    if version != FORMAT_VERSION && version != ADMIN_FORMAT_VERSION {
         return Err(DecodeError::new(
             "version",
             0,
-            format!("unsupported format version {version}, this build reads {FORMAT_VERSION}"),
+            format!("unsupported format version {version}, this build reads {FORMAT_VERSION} and {ADMIN_FORMAT_VERSION}"),
         ));
     }
     let kind_byte = r.u8("kind")?;
@@ -309,9 +390,20 @@ pub fn decode(bytes: &[u8]) -> Result<Transaction, DecodeError> {
         DecodeError::new(
             "kind",
             1,
-            format!("unknown kind {kind_byte} (1 issue, 2 transfer, 3 redeem)"),
+            format!("unknown kind {kind_byte} (1 issue, 2 transfer, 3 redeem, 4 register, 5 set class, 6 freeze, 7 unfreeze, 8 close)"),
         )
     })?;
+    if kind.version() != version {
+        return Err(DecodeError::new(
+            "kind",
+            1,
+            format!(
+                "kind {} is encoded in format version {}, not {version}",
+                kind.name(),
+                kind.version()
+            ),
+        ));
+    }
     let timestamp_ms = r.u64("timestamp_ms")?;
     let expiry_pos = r.pos;
     let expiry_ms = r.u64("expiry_ms")?;
@@ -328,6 +420,10 @@ pub fn decode(bytes: &[u8]) -> Result<Transaction, DecodeError> {
             expiry_pos,
             format!("validity window exceeds {VALIDITY_MS_MAX} ms"),
         ));
+    }
+
+    if kind.is_admin() {
+        return decode_admin(r, kind, timestamp_ms, expiry_ms);
     }
 
     let n_pos = r.pos;
@@ -386,42 +482,7 @@ pub fn decode(bytes: &[u8]) -> Result<Transaction, DecodeError> {
     let reference = r.take(reference_len, "reference")?.to_vec();
     let body_len = r.pos;
 
-    let n_pos = r.pos;
-    let n_signatures = r.u8("n_signatures")? as usize;
-    if n_signatures > SIGNATURES_MAX {
-        return Err(DecodeError::new(
-            "n_signatures",
-            n_pos,
-            format!("{n_signatures} signatures, at most {SIGNATURES_MAX} allowed"),
-        ));
-    }
-    let mut signatures: Vec<SignatureEntry> = Vec::with_capacity(n_signatures);
-    for _ in 0..n_signatures {
-        let signer_pos = r.pos;
-        let signer = r.u64("signatures.signer")?;
-        if signatures.iter().any(|s| s.signer == signer) {
-            return Err(DecodeError::new(
-                "signatures.signer",
-                signer_pos,
-                format!("wallet {signer} signs twice"),
-            ));
-        }
-        let signature: [u8; 64] = r
-            .take(64, "signatures.signature")?
-            .try_into()
-            .expect("64 bytes");
-        signatures.push(SignatureEntry { signer, signature });
-    }
-    if r.pos != bytes.len() {
-        return Err(DecodeError::new(
-            "transaction",
-            r.pos,
-            format!(
-                "{} trailing bytes after the signatures",
-                bytes.len() - r.pos
-            ),
-        ));
-    }
+    let signatures = read_signatures(&mut r)?;
 
     match kind {
         Kind::Issue if n_inputs != 0 => {
@@ -458,6 +519,225 @@ pub fn decode(bytes: &[u8]) -> Result<Transaction, DecodeError> {
         reference,
         signatures,
         id,
+        admin: None,
+    })
+}
+
+/// Read the signature section; the reader must end exactly at the end of the input.
+fn read_signatures(r: &mut Reader<'_>) -> Result<Vec<SignatureEntry>, DecodeError> {
+    let n_pos = r.pos;
+    let n_signatures = r.u8("n_signatures")? as usize;
+    if n_signatures > SIGNATURES_MAX {
+        return Err(DecodeError::new(
+            "n_signatures",
+            n_pos,
+            format!("{n_signatures} signatures, at most {SIGNATURES_MAX} allowed"),
+        ));
+    }
+    let mut signatures: Vec<SignatureEntry> = Vec::with_capacity(n_signatures);
+    for _ in 0..n_signatures {
+        let signer_pos = r.pos;
+        let signer = r.u64("signatures.signer")?;
+        if signatures.iter().any(|s| s.signer == signer) {
+            return Err(DecodeError::new(
+                "signatures.signer",
+                signer_pos,
+                format!("wallet {signer} signs twice"),
+            ));
+        }
+        let signature: [u8; 64] = r
+            .take(64, "signatures.signature")?
+            .try_into()
+            .expect("64 bytes");
+        signatures.push(SignatureEntry { signer, signature });
+    }
+    if r.pos != r.bytes.len() {
+        return Err(DecodeError::new(
+            "transaction",
+            r.pos,
+            format!(
+                "{} trailing bytes after the signatures",
+                r.bytes.len() - r.pos
+            ),
+        ));
+    }
+    Ok(signatures)
+}
+
+/// Fixed part of a registration: kind, class, operator, parent, mcc, region, linked account,
+/// scheme, key length.
+const REGISTRATION_FIXED_LEN: usize = 1 + 1 + 8 + 8 + 2 + 4 + 1 + 1 + 1;
+
+/// Encode the body of a wallet-administration transaction (format version 2):
+///
+/// ```text
+/// u8 version (2) | u8 kind | u64 timestamp_ms | u64 expiry_ms | u64 wallet
+/// | register:  u8 wallet kind | u8 class | u64 operator | u64 parent | u16 mcc | u32 region
+///              | u8 linked_account | u8 scheme | u8 key_len | key
+/// | set class: u8 class
+/// | u8 reference_len | reference bytes
+/// ```
+///
+/// Panics only on programmer error (a registration missing for `Register`, a key or reference
+/// over its limit).
+pub fn encode_admin_body(
+    kind: Kind,
+    timestamp_ms: u64,
+    expiry_ms: u64,
+    admin: &Admin,
+    reference: &[u8],
+) -> Vec<u8> {
+    assert!(kind.is_admin() && reference.len() <= REFERENCE_LEN_MAX);
+    let mut out =
+        Vec::with_capacity(HEADER_LEN + 8 + REGISTRATION_FIXED_LEN + 66 + reference.len());
+    out.push(ADMIN_FORMAT_VERSION);
+    out.push(kind as u8);
+    out.extend_from_slice(&timestamp_ms.to_le_bytes());
+    out.extend_from_slice(&expiry_ms.to_le_bytes());
+    out.extend_from_slice(&admin.wallet.to_le_bytes());
+    match kind {
+        Kind::Register => {
+            let w = admin.registration.as_ref().expect("a registration");
+            assert!(w.key.len() <= KEY_LEN_MAX);
+            out.push(w.kind);
+            out.push(w.class);
+            out.extend_from_slice(&w.operator.to_le_bytes());
+            out.extend_from_slice(&w.parent.to_le_bytes());
+            out.extend_from_slice(&w.mcc.to_le_bytes());
+            out.extend_from_slice(&w.region.to_le_bytes());
+            out.push(w.linked_account as u8);
+            out.push(w.scheme);
+            out.push(w.key.len() as u8);
+            out.extend_from_slice(&w.key);
+        }
+        Kind::SetClass => out.push(admin.class),
+        _ => {}
+    }
+    out.push(reference.len() as u8);
+    out.extend_from_slice(reference);
+    out
+}
+
+/// Decode the rest of a wallet-administration transaction (after the validity window).
+fn decode_admin(
+    mut r: Reader<'_>,
+    kind: Kind,
+    timestamp_ms: u64,
+    expiry_ms: u64,
+) -> Result<Transaction, DecodeError> {
+    let wallet = r.u64("wallet")?;
+    let mut class = 0u8;
+    let mut registration = None;
+    let class_in_range = |r: &Reader<'_>, class: u8, field: &'static str| {
+        if (1..=4).contains(&class) {
+            Ok(class)
+        } else {
+            Err(DecodeError::new(
+                field,
+                r.pos - 1,
+                format!("class {class} is not a class 1-4"),
+            ))
+        }
+    };
+    match kind {
+        Kind::Register => {
+            let wallet_kind = r.u8("registration.kind")?;
+            if !(1..=5).contains(&wallet_kind) {
+                return Err(DecodeError::new(
+                    "registration.kind",
+                    r.pos - 1,
+                    format!("unknown wallet kind {wallet_kind} (1 personal, 2 corporate, 3 merchant, 4 operator, 5 central bank)"),
+                ));
+            }
+            let class = r.u8("registration.class")?;
+            let class = class_in_range(&r, class, "registration.class")?;
+            let operator = r.u64("registration.operator")?;
+            let parent = r.u64("registration.parent")?;
+            let mcc = r.u16("registration.mcc")?;
+            let region_bytes = r.take(4, "registration.region")?;
+            let region = u32::from_le_bytes(region_bytes.try_into().expect("4 bytes"));
+            let linked = r.u8("registration.linked_account")?;
+            if linked > 1 {
+                return Err(DecodeError::new(
+                    "registration.linked_account",
+                    r.pos - 1,
+                    format!("linked_account is 0 or 1, got {linked}"),
+                ));
+            }
+            let scheme = r.u8("registration.scheme")?;
+            let key_len_pos = r.pos;
+            let key_len = r.u8("registration.key_len")? as usize;
+            let lengths: &[usize] = match scheme {
+                1 => &[32],
+                2 => &[33, 65],
+                _ => {
+                    return Err(DecodeError::new(
+                        "registration.scheme",
+                        key_len_pos - 1,
+                        format!("unknown signature scheme {scheme} (1 Ed25519, 2 SM2)"),
+                    ))
+                }
+            };
+            if !lengths.contains(&key_len) {
+                return Err(DecodeError::new(
+                    "registration.key_len",
+                    key_len_pos,
+                    format!("a key of scheme {scheme} is {lengths:?} bytes long, got {key_len}"),
+                ));
+            }
+            let key_pos = r.pos;
+            let key = r.take(key_len, "registration.key")?.to_vec();
+            let parsed = crate::crypto::Scheme::from_u8(scheme)
+                .ok_or_else(|| DecodeError::new("registration.scheme", key_pos, "unknown".into()))
+                .and_then(|s| {
+                    crate::crypto::PublicKey::parse(s, &key)
+                        .map_err(|e| DecodeError::new("registration.key", key_pos, e.to_string()))
+                });
+            parsed?;
+            registration = Some(NewWallet {
+                kind: wallet_kind,
+                class,
+                operator,
+                parent,
+                mcc,
+                region,
+                linked_account: linked == 1,
+                scheme,
+                key,
+            });
+        }
+        Kind::SetClass => {
+            let c = r.u8("class")?;
+            class = class_in_range(&r, c, "class")?;
+        }
+        _ => {}
+    }
+    let reference_len = r.u8("reference_len")? as usize;
+    if reference_len > REFERENCE_LEN_MAX {
+        return Err(DecodeError::new(
+            "reference_len",
+            r.pos - 1,
+            format!("reference is {reference_len} bytes, at most {REFERENCE_LEN_MAX} allowed"),
+        ));
+    }
+    let reference = r.take(reference_len, "reference")?.to_vec();
+    let body_len = r.pos;
+    let signatures = read_signatures(&mut r)?;
+    let id = tx_id_of_body(&r.bytes[..body_len]);
+    Ok(Transaction {
+        kind,
+        timestamp_ms,
+        expiry_ms,
+        inputs: Vec::new(),
+        outputs: Vec::new(),
+        reference,
+        signatures,
+        id,
+        admin: Some(Admin {
+            wallet,
+            registration,
+            class,
+        }),
     })
 }
 
@@ -465,6 +745,19 @@ pub fn decode(bytes: &[u8]) -> Result<Transaction, DecodeError> {
 /// decoding the whole transaction. Used to sign an unsigned encoding.
 pub fn body_len(bytes: &[u8]) -> Result<usize, DecodeError> {
     let mut r = Reader { bytes, pos: 0 };
+    if bytes.first() == Some(&ADMIN_FORMAT_VERSION) {
+        r.take(HEADER_LEN + 8, "header")?;
+        if bytes[1] == Kind::Register as u8 {
+            r.take(REGISTRATION_FIXED_LEN - 1, "registration")?;
+            let key_len = r.u8("registration.key_len")? as usize;
+            r.take(key_len, "registration.key")?;
+        } else if bytes[1] == Kind::SetClass as u8 {
+            r.take(1, "class")?;
+        }
+        let reference_len = r.u8("reference_len")? as usize;
+        r.take(reference_len, "reference")?;
+        return Ok(r.pos);
+    }
     r.take(HEADER_LEN, "header")?;
     let n_inputs = r.u16("n_inputs")? as usize;
     r.take(n_inputs.saturating_mul(32), "inputs")?;
@@ -563,6 +856,7 @@ mod tests {
                 signature: [3u8; 64],
             }],
             id: tx_id_of_body(&body),
+            admin: None,
         };
         tx.id = tx_id_of_body(&tx.encode_body());
         tx

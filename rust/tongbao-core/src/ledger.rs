@@ -293,7 +293,7 @@ impl Ledger {
         self.maybe_snapshot()
     }
 
-    fn check_registrations(&self, wallets: &[Registration]) -> Result<()> {
+    pub(crate) fn check_registrations(&self, wallets: &[Registration]) -> Result<()> {
         let mut seen: HashMap<WalletId, &Registration> = HashMap::with_capacity(wallets.len());
         for r in wallets {
             if self.wallets.contains_key(&r.id) || seen.contains_key(&r.id) {
@@ -399,31 +399,16 @@ impl Ledger {
         self.check_not_failed()?;
         let mut closing: HashSet<WalletId> = HashSet::new();
         for &(id, update) in &updates {
-            let w = self.wallets.get(&id).ok_or(Error::UnknownWallet(id))?;
-            let bad = |why: String| Err(Error::InvalidArgument(format!("wallet {id}: {why}")));
-            if w.attrs.status == WalletStatus::Closed || closing.contains(&id) {
-                return bad("is closed".into());
+            if closing.contains(&id) {
+                return Err(Error::InvalidArgument(format!("wallet {id}: is closed")));
             }
-            match update {
-                WalletUpdate::SetClass(c) if !(1..=4).contains(&c) => {
-                    return bad(format!("class {c} is not a class 1-4"))
-                }
-                WalletUpdate::SetClass(c)
-                    if c != 1
-                        && matches!(w.kind, WalletKind::CentralBank | WalletKind::Operator) =>
-                {
-                    return bad("central-bank and operator wallets are class 1".into())
-                }
-                WalletUpdate::Close if w.balance_fen != 0 => {
-                    return bad(format!(
-                        "cannot close with a balance of {} fen",
-                        w.balance_fen
-                    ))
-                }
-                WalletUpdate::Close => {
-                    closing.insert(id);
-                }
-                _ => {}
+            self.check_update(id, update)
+                .map_err(|(status, why)| match status {
+                    Status::UnknownWallet => Error::UnknownWallet(id),
+                    _ => Error::InvalidArgument(format!("wallet {id}: {why}")),
+                })?;
+            if update == WalletUpdate::Close {
+                closing.insert(id);
             }
         }
         if let Some(store) = self.store.as_mut() {
@@ -826,6 +811,9 @@ impl Ledger {
     /// it returns OK.
     /// Returns the value swept to operators, or the failing status.
     fn apply(&mut self, tx: &Transaction, now_ms: u64) -> std::result::Result<u64, Status> {
+        if let Some(admin) = &tx.admin {
+            return self.apply_admin(tx, admin).map(|()| 0);
+        }
         if tx
             .outputs
             .iter()
@@ -896,6 +884,7 @@ impl Ledger {
                     return Err(Status::ValueMismatch);
                 }
             }
+            _ => unreachable!("wallet administration applied above"),
         }
 
         let plan = match tx.kind {
@@ -919,6 +908,7 @@ impl Ledger {
                     records.iter().map(|r| (r.owner, r.value_fen)).collect();
                 Some(rules::check(self, tx, &owned, now_ms)?)
             }
+            _ => unreachable!("wallet administration applied above"),
         };
 
         // Apply: every check passed.
@@ -977,6 +967,7 @@ impl Ledger {
                 self.outstanding_fen -= destroyed;
             }
             Kind::Transfer => debug_assert_eq!(input_sum, output_sum),
+            _ => unreachable!("wallet administration applied above"),
         }
         self.outstanding_fen -= exported_fen;
         self.settled.insert(tx.id, tx.expiry_ms);

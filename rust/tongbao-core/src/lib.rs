@@ -6,6 +6,7 @@
 //! - [`ledger`]: wallets, the UTXO set and batch settlement with one [`Status`] per transaction.
 //! - [`builder`]: client-side keyring, batch signing and wallet-level payments.
 
+pub mod admin;
 pub mod builder;
 pub mod credits;
 pub mod crypto;

@@ -30,11 +30,14 @@ pub enum Status {
     LimitDaily = 19,
     LimitAnnual = 20,
     LimitBalance = 21,
+    WalletExists = 22,
+    InvalidWallet = 23,
+    BalanceNotZero = 24,
 }
 
 impl Status {
     /// Every status, by numeric value.
-    pub const ALL: [Status; 22] = [
+    pub const ALL: [Status; 25] = [
         Status::Ok,
         Status::AlreadySettled,
         Status::Malformed,
@@ -57,6 +60,9 @@ impl Status {
         Status::LimitDaily,
         Status::LimitAnnual,
         Status::LimitBalance,
+        Status::WalletExists,
+        Status::InvalidWallet,
+        Status::BalanceNotZero,
     ];
 
     pub fn from_u8(value: u8) -> Option<Status> {
@@ -87,6 +93,9 @@ impl Status {
             Status::LimitDaily => "LIMIT_DAILY",
             Status::LimitAnnual => "LIMIT_ANNUAL",
             Status::LimitBalance => "LIMIT_BALANCE",
+            Status::WalletExists => "WALLET_EXISTS",
+            Status::InvalidWallet => "INVALID_WALLET",
+            Status::BalanceNotZero => "BALANCE_NOT_ZERO",
         }
     }
 }

@@ -21,9 +21,10 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::{Config, RngSeed, TestCaseResult, TestRunner};
+use tongbao_core::crypto::{Scheme, SigningKey};
 use tongbao_core::format::{
-    self, Condition, Kind, Output, SignatureEntry, Transaction, INPUTS_MAX, OUTPUTS_MAX,
-    REFERENCE_LEN_MAX, SIGNATURES_MAX, TX_BYTES_MAX, VALIDITY_MS_MAX,
+    self, Admin, Condition, Kind, NewWallet, Output, SignatureEntry, Transaction, INPUTS_MAX,
+    OUTPUTS_MAX, REFERENCE_LEN_MAX, SIGNATURES_MAX, TX_BYTES_MAX, VALIDITY_MS_MAX,
 };
 
 const DEFAULT_CASES: u32 = 2000;
@@ -217,17 +218,17 @@ fn arb_signatures() -> impl Strategy<Value = Vec<SignatureEntry>> {
         })
 }
 
-/// A valid transaction: any kind, fields within the format limits and the per-kind rules.
+/// A valid payment (kinds 1-3): fields within the format limits and the per-kind rules.
 fn arb_tx() -> impl Strategy<Value = Transaction> {
     prop_oneof![Just(Kind::Issue), Just(Kind::Transfer), Just(Kind::Redeem)]
         .prop_flat_map(|kind| {
             let (inputs_min, inputs_max) = match kind {
                 Kind::Issue => (0, 0),
-                Kind::Transfer | Kind::Redeem => (1, INPUTS_MAX),
+                _ => (1, INPUTS_MAX),
             };
             let outputs_min = match kind {
                 Kind::Issue | Kind::Transfer => 1,
-                Kind::Redeem => 0,
+                _ => 0,
             };
             (
                 Just(kind),
@@ -257,9 +258,102 @@ fn arb_tx() -> impl Strategy<Value = Transaction> {
                     reference,
                     signatures,
                     id: format::tx_id_of_body(&body),
+                    admin: None,
                 }
             },
         )
+}
+
+/// Valid public keys for registrations (the decoder parses them): Ed25519, SM2 uncompressed
+/// and SM2 compressed.
+fn arb_key() -> impl Strategy<Value = (u8, Vec<u8>)> {
+    (0u64..4, 0u8..3).prop_map(|(seed, which)| match which {
+        0 => (
+            1,
+            SigningKey::derive(Scheme::Ed25519, b"fuzz", seed).public_key_bytes(),
+        ),
+        1 => (
+            2,
+            SigningKey::derive(Scheme::Sm2, b"fuzz", seed).public_key_bytes(),
+        ),
+        _ => {
+            let full = SigningKey::derive(Scheme::Sm2, b"fuzz", seed).public_key_bytes();
+            let mut compressed = vec![2 + (full[64] & 1)];
+            compressed.extend_from_slice(&full[1..33]);
+            (2, compressed)
+        }
+    })
+}
+
+/// A valid wallet-administration transaction (format version 2, kinds 4-8).
+fn arb_admin_tx() -> impl Strategy<Value = Transaction> {
+    let registration = (
+        1u8..=5,
+        1u8..=4,
+        arb_u64(),
+        arb_u64(),
+        any::<u16>(),
+        any::<u32>(),
+        any::<bool>(),
+        arb_key(),
+    )
+        .prop_map(
+            |(kind, class, operator, parent, mcc, region, linked_account, (scheme, key))| {
+                NewWallet {
+                    kind,
+                    class,
+                    operator,
+                    parent,
+                    mcc,
+                    region,
+                    linked_account,
+                    scheme,
+                    key,
+                }
+            },
+        );
+    (
+        prop_oneof![
+            Just(Kind::Register),
+            Just(Kind::SetClass),
+            Just(Kind::Freeze),
+            Just(Kind::Unfreeze),
+            Just(Kind::Close)
+        ],
+        arb_validity(),
+        arb_u64(),
+        registration,
+        1u8..=4,
+        count(0, REFERENCE_LEN_MAX).prop_flat_map(|n| vec(any::<u8>(), n)),
+        arb_signatures(),
+    )
+        .prop_map(
+            |(kind, (timestamp_ms, expiry_ms), wallet, reg, class, reference, signatures)| {
+                let admin = Admin {
+                    wallet,
+                    registration: (kind == Kind::Register).then_some(reg),
+                    class: if kind == Kind::SetClass { class } else { 0 },
+                };
+                let body =
+                    format::encode_admin_body(kind, timestamp_ms, expiry_ms, &admin, &reference);
+                Transaction {
+                    kind,
+                    timestamp_ms,
+                    expiry_ms,
+                    inputs: Vec::new(),
+                    outputs: Vec::new(),
+                    reference,
+                    signatures,
+                    id: format::tx_id_of_body(&body),
+                    admin: Some(admin),
+                }
+            },
+        )
+}
+
+/// Any valid transaction: a payment (version 1) or wallet administration (version 2).
+fn arb_any_tx() -> impl Strategy<Value = Transaction> {
+    prop_oneof![3 => arb_tx(), 2 => arb_admin_tx()]
 }
 
 #[derive(Clone, Debug)]
@@ -336,9 +430,9 @@ fn apply(bytes: &mut Vec<u8>, m: &Mutation) {
 
 /// Raw bytes, some with a plausible header so the decoder gets past the first fields.
 fn arb_bytes() -> impl Strategy<Value = Vec<u8>> {
-    let header = (0u8..=4, arb_validity(), any::<u16>(), any::<u16>()).prop_map(
-        |(kind, (ts, exp), a, b)| {
-            let mut h = vec![1u8, kind];
+    let header = (1u8..=2, 0u8..=9, arb_validity(), any::<u16>(), any::<u16>()).prop_map(
+        |(version, kind, (ts, exp), a, b)| {
+            let mut h = vec![version, kind];
             h.extend_from_slice(&ts.to_le_bytes());
             h.extend_from_slice(&exp.to_le_bytes());
             // Small counts half of the time, so the body parser runs on.
@@ -402,7 +496,7 @@ fn arbitrary_batch_blobs_never_panic() {
 
 #[test]
 fn valid_transactions_round_trip() {
-    fuzz("round_trip", arb_tx(), |tx| {
+    fuzz("round_trip", arb_any_tx(), |tx| {
         let bytes = tx.encode();
         prop_assert!(bytes.len() <= TX_BYTES_MAX);
         let decoded = format::decode(&bytes);
@@ -418,7 +512,7 @@ fn valid_transactions_round_trip() {
 
 #[test]
 fn mutated_encodings_error_or_stay_canonical() {
-    let strategy = (arb_tx(), vec(arb_mutation(), 1..=4));
+    let strategy = (arb_any_tx(), vec(arb_mutation(), 1..=4));
     let decoded_ok = AtomicU64::new(0);
     let errors = AtomicU64::new(0);
     fuzz("mutations", strategy, |(tx, mutations)| {
@@ -451,7 +545,7 @@ fn mutated_encodings_error_or_stay_canonical() {
 /// Every strict prefix of a valid encoding is an error pointing inside the prefix.
 #[test]
 fn every_truncation_of_a_valid_encoding_fails() {
-    fuzz("truncations", arb_tx(), |tx| {
+    fuzz("truncations", arb_any_tx(), |tx| {
         let bytes = tx.encode();
         // All cuts for small encodings; for large ones the first and last 100 and ~64 between.
         let n = bytes.len();

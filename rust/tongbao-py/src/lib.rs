@@ -835,12 +835,77 @@ fn encode_transaction<'py>(
     Ok(PyBytes::new(py, &out))
 }
 
+/// Encode a wallet-administration transaction (format v2, kinds 4-8), unsigned. `registration`
+/// (kind 4 only) is (wallet_kind, class, operator, parent, mcc, region, linked_account, scheme,
+/// public_key); `class_` is the new class of kind 5. Raises MalformedTransaction naming the field
+/// when the result would not decode (a bad key, class, scheme, reference length).
+#[pyfunction]
+#[pyo3(signature = (kind, wallet, timestamp_ms, expiry_ms, reference = b"".to_vec(), registration = None, class_ = 0))]
+#[allow(clippy::too_many_arguments)]
+fn encode_admin<'py>(
+    py: Python<'py>,
+    kind: u8,
+    wallet: u64,
+    timestamp_ms: u64,
+    expiry_ms: u64,
+    reference: Vec<u8>,
+    registration: Option<RegistrationTuple>,
+    class_: u8,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let kind = kind_of(kind)?;
+    if !kind.is_admin() {
+        return Err(invalid(format!(
+            "kind {} is not wallet administration (4-8)",
+            kind.name()
+        )));
+    }
+    format::check_limits(0, 0, reference.len(), 0).map_err(CoreError::from)?;
+    let registration = match (kind, registration) {
+        (Kind::Register, Some((wk, class, operator, parent, mcc, region, linked, scheme, key))) => {
+            if key.len() > format::KEY_LEN_MAX {
+                return Err(invalid(format!(
+                    "a public key is at most {} bytes, got {}",
+                    format::KEY_LEN_MAX,
+                    key.len()
+                )));
+            }
+            Some(format::NewWallet {
+                kind: wk,
+                class,
+                operator,
+                parent,
+                mcc,
+                region,
+                linked_account: linked,
+                scheme,
+                key,
+            })
+        }
+        (Kind::Register, None) => return Err(invalid("a registration needs its wallet".into())),
+        (_, Some(_)) => return Err(invalid("only kind register carries a registration".into())),
+        (_, None) => None,
+    };
+    let admin = format::Admin {
+        wallet,
+        registration,
+        class: if kind == Kind::SetClass { class_ } else { 0 },
+    };
+    let mut out = format::encode_admin_body(kind, timestamp_ms, expiry_ms, &admin, &reference);
+    format::append_signatures(&mut out, &[]);
+    // The decoder is the one judge of what is well formed: refuse what it would refuse.
+    format::decode(&out).map_err(CoreError::from)?;
+    Ok(PyBytes::new(py, &out))
+}
+
+/// A registration as Python passes it (see `encode_admin`).
+type RegistrationTuple = (u8, u8, u64, u64, u16, u32, bool, u8, Vec<u8>);
+
 /// Decode an encoded transaction into a dict. Raises MalformedTransaction naming field and offset.
 #[pyfunction]
 fn decode_transaction<'py>(py: Python<'py>, tx: &[u8]) -> PyResult<Bound<'py, PyDict>> {
     let t = format::decode(tx).map_err(CoreError::from)?;
     let d = PyDict::new(py);
-    d.set_item("version", format::FORMAT_VERSION)?;
+    d.set_item("version", t.kind.version())?;
     d.set_item("kind", t.kind as u8)?;
     d.set_item("timestamp_ms", t.timestamp_ms)?;
     d.set_item("expiry_ms", t.expiry_ms)?;
@@ -867,6 +932,24 @@ fn decode_transaction<'py>(py: Python<'py>, tx: &[u8]) -> PyResult<Bound<'py, Py
             .collect::<Vec<_>>(),
     )?;
     d.set_item("id", PyBytes::new(py, &t.id))?;
+    if let Some(a) = &t.admin {
+        d.set_item("wallet", a.wallet)?;
+        if t.kind == Kind::SetClass {
+            d.set_item("wallet_class", a.class)?;
+        }
+        if let Some(r) = &a.registration {
+            let reg = PyDict::new(py);
+            reg.set_item("wallet_kind", r.kind)?;
+            reg.set_item("wallet_class", r.class)?;
+            set_fields!(
+                reg,
+                r,
+                [operator, parent, mcc, region, linked_account, scheme]
+            );
+            reg.set_item("public_key", PyBytes::new(py, &r.key))?;
+            d.set_item("registration", reg)?;
+        }
+    }
     Ok(d)
 }
 
@@ -1080,6 +1163,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyBatchVerifier>()?;
     m.add_function(wrap_pyfunction!(encode_transaction, m)?)?;
     m.add_function(wrap_pyfunction!(decode_transaction, m)?)?;
+    m.add_function(wrap_pyfunction!(encode_admin, m)?)?;
     m.add_function(wrap_pyfunction!(transaction_id, m)?)?;
     m.add_function(wrap_pyfunction!(token_id, m)?)?;
     m.add_function(wrap_pyfunction!(frame_batch, m)?)?;
@@ -1090,6 +1174,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(audit_log, m)?)?;
     shard::register(m)?;
     m.add("FORMAT_VERSION", format::FORMAT_VERSION)?;
+    m.add("ADMIN_FORMAT_VERSION", format::ADMIN_FORMAT_VERSION)?;
     m.add("INPUTS_MAX", format::INPUTS_MAX)?;
     m.add("OUTPUTS_MAX", format::OUTPUTS_MAX)?;
     m.add("REFERENCE_LEN_MAX", format::REFERENCE_LEN_MAX)?;
