@@ -30,8 +30,7 @@ from rich.progress import (
 from rich.table import Table
 
 import tongbao as tb
-from tongbao import presets, report, simulate
-from tongbao import cluster_cli, simulate
+from tongbao import cluster_cli, presets, report, simulate
 from tongbao.errors import InvalidArgument, TongbaoError
 from tongbao.payroll.cli import add_payroll
 

@@ -114,6 +114,8 @@ class PayrollRunError(TongbaoError):
 class InvalidPreset(InvalidArgument):
     """A simulation preset file is malformed or inconsistent; the message names the file and
     the field (``scenario[2].amount.min_fen``)."""
+
+
 class ClusterTimeout(TongbaoError, TimeoutError):
     """A cluster did not answer in time. What was submitted may still settle: resubmitting the
     same transactions is safe (they answer ALREADY_SETTLED)."""
