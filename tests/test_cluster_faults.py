@@ -6,9 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
-from tongbao import cluster
+from tongbao import cli, cluster
 from tongbao.cluster_check import check_cluster
 from tongbao.cluster_harness import RedisServer, WorkerPool, Workload, run_campaign
 
@@ -54,13 +55,26 @@ def test_checker_catches_a_credit_applied_twice(
         assert report.credits_in_fen == report.credits_out_fen > 0
 
 
-def test_workers_and_redis_killed_mid_run_lose_nothing(tmp_path: Path) -> None:
-    result = run_campaign(tmp_path, kills=4, redis_kill_every=2, wallets=24, payments=30)
-    assert (result.worker_kills, result.redis_kills) == (2, 2)
-    assert result.mismatches == []
-    assert result.balance_errors == []
-    assert result.report.errors == []
-    assert result.acknowledged > 100
+def test_workers_and_redis_killed_mid_run_lose_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # tongbao cluster campaign: 2 SIGKILLed workers and 2 SIGKILLed redis-servers, mid-round.
+    args = [
+        "cluster",
+        "campaign",
+        "--kills",
+        "4",
+        "--redis-kill-every",
+        "2",
+        "--dir",
+        str(tmp_path),
+    ]
+    code = cli.main(args)
+    result = orjson.loads(capsys.readouterr().out)
+    assert result["failures"] == []
+    assert code == 0
+    assert (result["worker_kills"], result["redis_kills"]) == (2, 2)
+    assert result["acknowledged"] > 100
 
 
 @pytest.mark.slow

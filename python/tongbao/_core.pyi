@@ -246,8 +246,9 @@ def shard_spec(ledger: Ledger) -> tuple[int, int] | None: ...
 def shard_import_credits(ledger: Ledger, packed: bytes) -> bytes:
     """Import packed credits (56 bytes each); one status byte per credit. Releases the GIL."""
 
-def shard_outbox(ledger: Ledger, limit: int) -> tuple[bytes, bytes]:
-    """The first ``limit`` undelivered exports: (u64 sequence numbers, packed credits)."""
+def shard_outbox(ledger: Ledger, limit: int, after: int = 0) -> tuple[bytes, bytes]:
+    """The first ``limit`` undelivered exports numbered above ``after``: (u64 sequence
+    numbers, packed credits)."""
 
 def shard_delivered(ledger: Ledger, upto: int) -> None: ...
 def shard_suspense(ledger: Ledger) -> bytes: ...

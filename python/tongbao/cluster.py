@@ -27,6 +27,7 @@ import signal
 import socket
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,8 @@ GROUP = "tongbao"
 ENTRY_TX_MAX = 4096
 #: Stream entries a client keeps in flight before it waits for results (backpressure).
 INFLIGHT_MAX_DEFAULT = 32
+#: Vshards a worker handles at once (threads; the ledgers release the GIL while they settle).
+WORKER_THREADS = 8
 #: XREADGROUP bounds of a worker: entries per stream per read, and how long a read blocks.
 READ_COUNT = 32
 READ_BLOCK_MS = 100
@@ -76,6 +79,8 @@ CLAIM_COUNT = 64
 CLAIM_ROUNDS_MAX = 16
 #: Credits per XADD when a worker delivers its outbox.
 OUTBOX_FLUSH_MAX = 4096
+#: Exports sent between two logged delivery marks (each mark is one fsync of the vshard's log).
+OUTBOX_MARK_EVERY = 4096
 #: Seconds a result list is kept for its submitter.
 REPLY_TTL_S = 600
 #: How long a worker waits for Redis to come back before it exits.
@@ -257,6 +262,10 @@ class _Owned:
     token: str
     ledger: Ledger
     renewed_at: float
+    #: Exports sent to their streams (in memory: after a restart the unmarked ones are sent
+    #: again, which the receivers ignore) and the last one marked delivered in the log.
+    sent_upto: int = 0
+    marked_upto: int = 0
 
 
 class LeaseLost(TongbaoError):
@@ -283,6 +292,7 @@ class Worker:
         self._last_acquire = 0.0
         self._failures: dict[tuple[int, str, bytes], str] = {}
         self._unsafe_reapply = os.environ.get(UNSAFE_REAPPLY_ENV) == "1"
+        self._pool = ThreadPoolExecutor(WORKER_THREADS, thread_name_prefix="tongbao-vshard")
 
     def stop(self, *_: object) -> None:
         """Finish the entry in hand, then leave (SIGTERM / SIGINT)."""
@@ -560,13 +570,20 @@ class Worker:
         shard.import_credits(owned.ledger, fields[b"credits"])
         return b""
 
-    def _flush_outbox(self, owned: _Owned) -> None:
-        """Deliver the vshard's exported credits (at least once), then forget them (logged)."""
+    def _flush_outbox(self, owned: _Owned, mark: bool = False) -> None:
+        """Send the vshard's new exports to their shards' credit streams (at least once). The
+        ledger forgets sent exports (a logged mark, one fsync) only every ``OUTBOX_MARK_EVERY``
+        exports or when ``mark``: until then a restart sends them again, harmlessly."""
         ledger = owned.ledger
         count = self.config.vshard_count
         while True:
-            seqs, packed = shard.outbox_packed(ledger, OUTBOX_FLUSH_MAX)
+            seqs, packed = shard.outbox_packed(ledger, OUTBOX_FLUSH_MAX, owned.sent_upto)
             if not len(seqs):
+                if owned.sent_upto > owned.marked_upto and (
+                    mark or owned.sent_upto - owned.marked_upto >= OUTBOX_MARK_EVERY
+                ):
+                    shard.credits_delivered(ledger, owned.sent_upto)
+                    owned.marked_upto = owned.sent_upto
                 return
             records = np.frombuffer(packed, dtype=_CREDIT_DTYPE)
             dests = shard.home_vshards(records["owner"], count)
@@ -578,7 +595,7 @@ class Worker:
                     {"credits": subset, "src": owned.vshard, "epoch": owned.epoch},
                 )
             pipe.execute()
-            shard.credits_delivered(ledger, int(seqs[-1]))
+            owned.sent_upto = int(seqs[-1])
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -631,16 +648,33 @@ class Worker:
         response = self.redis.xreadgroup(
             GROUP, self.config.name, streams, count=READ_COUNT, block=READ_BLOCK_MS
         )
+        if not response:
+            for owned in list(self.owned.values()):
+                self._flush_outbox(owned, mark=True)
+        by_vshard: dict[int, list[tuple[str, list[tuple[bytes, dict[bytes, bytes]]]]]] = {}
         for stream_name, entries in response or []:
             name = stream_name.decode() if isinstance(stream_name, bytes) else stream_name
             v = int(name[len("tb:{v") : name.index("}")])
-            kind = name.rsplit(":", 1)[1]
-            owned = self.owned.get(v)
-            if owned is None:
-                continue
+            by_vshard.setdefault(v, []).append((name.rsplit(":", 1)[1], entries))
+        # Vshards are independent (own ledger, own streams): handle them in parallel, so their
+        # fsyncs overlap (settle releases the GIL). One vshard's groups run in order, credits
+        # first.
+        tasks = [
+            self._pool.submit(self._handle_vshard, v, groups) for v, groups in by_vshard.items()
+        ]
+        for task in tasks:
+            task.result()
+        self._renew_due()
+
+    def _handle_vshard(
+        self, v: int, groups: list[tuple[str, list[tuple[bytes, dict[bytes, bytes]]]]]
+    ) -> None:
+        owned = self.owned.get(v)
+        for kind, entries in sorted(groups, key=lambda g: g[0] != "credit"):
+            if owned is None or self.owned.get(v) is not owned:
+                return
             with contextlib.suppress(LeaseLost):
                 self._handle_group(owned, kind, entries)
-            self._renew_due()
 
     def run(self) -> int:
         """Serve until stopped (SIGTERM/SIGINT); returns the exit status. Waits up to
@@ -665,6 +699,8 @@ class Worker:
                 backoff_s = min(backoff_s * 2, 1.0)
         for v in list(self.owned):
             owned = self.owned[v]
+            with contextlib.suppress(redis.RedisError):
+                self._flush_outbox(owned, mark=True)
             with contextlib.suppress(redis.RedisError):
                 self._renew(keys=[key("lease", v)], args=[owned.token, 0])
             self._drop(v, "stopping")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -136,15 +137,39 @@ def add_cluster(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
             "dead letters, and the throughput over --interval-s."
         ),
     )
-    p.add_argument("action", choices=["status"])
-    p.add_argument("--redis", required=True, metavar="URL")
+    p.add_argument("action", choices=["status", "campaign"])
+    p.add_argument("--redis", metavar="URL", help="the cluster (status)")
+    p.add_argument("--kills", type=int, default=300, help="campaign: SIGKILLs to inject")
+    p.add_argument("--dir", type=Path, default=None, help="campaign: working directory")
+    p.add_argument(
+        "--redis-kill-every", type=int, default=10, help="campaign: every Nth kill is Redis"
+    )
     p.add_argument("--interval-s", type=float, default=1.0, help="throughput sampling window")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=run_cluster)
 
 
 def run_cluster(args: argparse.Namespace, console: Console) -> int:
-    """Run ``tongbao cluster status``."""
+    """Run ``tongbao cluster status``, or ``tongbao cluster campaign``: a private cluster on
+    this machine (redis-server and two workers on loopback) under ``--kills`` SIGKILLs of
+    workers and Redis, then the checker; exit status 1 if anything was lost or applied twice."""
+    if args.action == "campaign":
+        from tongbao.cluster_harness import run_campaign
+
+        directory = args.dir or Path(tempfile.mkdtemp(prefix="tongbao-campaign-"))
+        result = run_campaign(directory, kills=args.kills, redis_kill_every=args.redis_kill_every)
+        failures = result.mismatches + result.balance_errors + result.report.errors
+        summary = {
+            "worker_kills": result.worker_kills,
+            "redis_kills": result.redis_kills,
+            "rounds": result.rounds,
+            "acknowledged": result.acknowledged,
+            "failures": failures[:20],
+        }
+        sys.stdout.write(orjson.dumps(summary).decode() + "\n")
+        return 1 if failures else 0
+    if not args.redis:
+        raise InvalidArgument("cluster status needs --redis URL")
     client = cluster.connect(args.redis)
     before = cluster.cluster_status(client)
     started = time.monotonic()

@@ -154,10 +154,11 @@ def import_credits(ledger: Ledger, credits: Sequence[Credit] | bytes) -> npt.NDA
 
 
 def outbox_packed(
-    ledger: Ledger, limit: int = CREDIT_BATCH_MAX
+    ledger: Ledger, limit: int = CREDIT_BATCH_MAX, after_seq: int = 0
 ) -> tuple[npt.NDArray[np.uint64], bytes]:
-    """The first ``limit`` undelivered exports: their sequence numbers and the packed credits."""
-    seqs, packed = _core.shard_outbox(ledger._core, limit)
+    """The first ``limit`` undelivered exports numbered above ``after_seq``: their sequence
+    numbers and the packed credits."""
+    seqs, packed = _core.shard_outbox(ledger._core, limit, after_seq)
     return np.frombuffer(seqs, dtype="<u8"), packed
 
 

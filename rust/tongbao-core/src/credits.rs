@@ -234,11 +234,11 @@ impl Ledger {
         }
     }
 
-    /// The first `limit` undelivered exports, by sequence number.
-    pub fn outbox(&self, limit: usize) -> Vec<(u64, Credit)> {
+    /// The first `limit` undelivered exports with a sequence number above `after`, in order.
+    pub fn outbox(&self, after: u64, limit: usize) -> Vec<(u64, Credit)> {
         self.shard
             .outbox
-            .iter()
+            .range(after.saturating_add(1)..)
             .take(limit)
             .map(|(s, c)| (*s, *c))
             .collect()

@@ -58,14 +58,17 @@ pub fn shard_import_credits<'py>(
     Ok(PyBytes::new(py, &codes))
 }
 
-/// The first `limit` undelivered exports: (sequence numbers as u64 bytes, packed credits).
+/// The first `limit` undelivered exports numbered above `after`: (sequence numbers as u64
+/// bytes, packed credits).
 #[pyfunction]
+#[pyo3(signature = (ledger, limit, after = 0))]
 pub fn shard_outbox<'py>(
     py: Python<'py>,
     ledger: PyRef<'_, PyLedger>,
     limit: usize,
+    after: u64,
 ) -> (Bound<'py, PyBytes>, Bound<'py, PyBytes>) {
-    let items = ledger.inner.outbox(limit);
+    let items = ledger.inner.outbox(after, limit);
     let seqs: Vec<u8> = items.iter().flat_map(|(s, _)| s.to_le_bytes()).collect();
     let packed = pack(items.into_iter().map(|(_, c)| c));
     (PyBytes::new(py, &seqs), PyBytes::new(py, &packed))
