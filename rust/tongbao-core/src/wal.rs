@@ -937,20 +937,20 @@ fn load_snapshot(ledger: &mut Ledger, path: &Path) -> Result<u64> {
         let id = r.id()?;
         let expiry = r.u64()?;
         ledger.spent.insert(id, expiry);
-        ledger.expiries.push(std::cmp::Reverse((
+        ledger.expiries.push(crate::ledger::Expiring::item(
             expiry,
             crate::ledger::Marker::Spent(id),
-        )));
+        ));
     }
     let n_settled = r.u64()?;
     for _ in 0..n_settled {
         let id = r.id()?;
         let expiry = r.u64()?;
         ledger.settled.insert(id, expiry);
-        ledger.expiries.push(std::cmp::Reverse((
+        ledger.expiries.push(crate::ledger::Expiring::item(
             expiry,
             crate::ledger::Marker::Settled(id),
-        )));
+        ));
     }
     ledger.shard = read_shard_state(&mut r)?;
     if r.pos != body.len() {
