@@ -32,6 +32,7 @@ from rich.table import Table
 import tongbao as tb
 from tongbao import simulate
 from tongbao.errors import InvalidArgument, TongbaoError
+from tongbao.operator_cli import add_report, add_wallets
 
 #: Exit statuses.
 EXIT_OK = 0
@@ -263,6 +264,8 @@ def run_verify_log(args: argparse.Namespace, console: Console) -> int:
 COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
     add_simulate,
     add_verify_log,
+    add_wallets,
+    add_report,
 ]
 
 
