@@ -26,7 +26,7 @@ from tongbao.presets import (
     scale_figures,
     shipped_presets,
 )
-from tongbao.report import summary_tables
+from tongbao.simulate_report import summary_tables
 from tongbao.simulate import (
     CORPORATE_BASE,
     PERSON_BASE,

@@ -57,8 +57,10 @@ from tongbao.errors import (
     TongbaoError,
     UnknownWallet,
 )
+from tongbao.exchange import deposit_to_digital, digital_to_deposit, top_up
 from tongbao.ledger import Ledger, Receipt, Recovery, Settlement, Supply, WalletInfo
 from tongbao.limits import ClassLimits, Limits, load_limits, parse_limits
+from tongbao.report import DayReport, OperatorDay, day_report
 from tongbao.tx import (
     decode,
     encode,
@@ -89,6 +91,7 @@ __all__ = [
     "BatchRejected",
     "ClassLimits",
     "CorruptLog",
+    "DayReport",
     "DuplicateWallet",
     "InsufficientFunds",
     "InvalidArgument",
@@ -104,6 +107,7 @@ __all__ = [
     "LedgerLocked",
     "Limits",
     "MalformedTransaction",
+    "OperatorDay",
     "Receipt",
     "Recovery",
     "Scheme",
@@ -117,7 +121,10 @@ __all__ = [
     "WalletKind",
     "WalletStatus",
     "close_wallet",
+    "day_report",
     "decode",
+    "deposit_to_digital",
+    "digital_to_deposit",
     "encode",
     "encode_admin",
     "frame_batch",
@@ -134,6 +141,7 @@ __all__ = [
     "sign_message",
     "to_json",
     "token_id",
+    "top_up",
     "transaction_id",
     "transfer",
     "unframe_batch",

@@ -28,6 +28,7 @@ __all__ = [
     "Ledger",
     "__version__",
     "audit_log",
+    "day_report",
     "decode_transaction",
     "encode_admin",
     "encode_transaction",
@@ -224,6 +225,10 @@ def encode_admin(
     linked_account, scheme, public_key). Raises ``MalformedTransaction`` naming the field."""
 
 def decode_transaction(tx: bytes) -> dict[str, object]: ...
+def day_report(path: str, day: int, threads: int = 0) -> dict[str, Any]:
+    """End-of-day report of Shanghai day ``day`` from a ledger directory's log (see
+    ``tongbao.day_report``). Releases the GIL."""
+
 def transaction_id(tx: bytes) -> bytes: ...
 def token_id(tx_id: bytes, index: int) -> bytes: ...
 def frame_batch(txs: Sequence[bytes]) -> bytes: ...

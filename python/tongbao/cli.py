@@ -30,9 +30,10 @@ from rich.progress import (
 from rich.table import Table
 
 import tongbao as tb
-from tongbao import cluster_cli, presets, report, simulate
+from tongbao import cluster_cli, presets, simulate, simulate_report
 from tongbao.errors import InvalidArgument, TongbaoError
 from tongbao.payroll.cli import add_payroll
+from tongbao.operator_cli import add_report, add_wallets
 
 #: Exit statuses.
 EXIT_OK = 0
@@ -199,9 +200,9 @@ def run_simulate(args: argparse.Namespace, console: Console) -> int:
             orjson.dumps(result.to_dict(), option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
         )
     if args.html is not None:
-        report.write_html(result, args.html)
+        simulate_report.write_html(result, args.html)
     if not args.quiet:
-        report.render_summary(result, console)
+        simulate_report.render_summary(result, console)
     if not result.supply_ok:
         reason = result.invariant_error or "issued - redeemed, outstanding and balances disagree"
         print(f"tongbao simulate: supply check FAILED: {reason}", file=sys.stderr)
@@ -356,6 +357,8 @@ COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], N
     cluster_cli.add_worker,
     cluster_cli.add_submit,
     cluster_cli.add_cluster,
+    add_wallets,
+    add_report,
 ]
 
 

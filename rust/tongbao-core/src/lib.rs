@@ -13,6 +13,7 @@ pub mod crypto;
 pub mod error;
 pub mod format;
 pub mod ledger;
+pub mod report;
 pub mod rules;
 pub mod status;
 pub mod verifier;

@@ -112,7 +112,7 @@ pub struct Store {
     options: StoreOptions,
 }
 
-fn io_err(path: &Path, source: std::io::Error) -> Error {
+pub(crate) fn io_err(path: &Path, source: std::io::Error) -> Error {
     Error::Io {
         path: path.display().to_string(),
         source,
@@ -133,7 +133,7 @@ fn snapshot_name(lsn: u64) -> String {
     format!("snapshot-{lsn:020}.snap")
 }
 
-fn parse_numbered(name: &str, prefix: &str, suffix: &str) -> Option<u64> {
+pub(crate) fn parse_numbered(name: &str, prefix: &str, suffix: &str) -> Option<u64> {
     name.strip_prefix(prefix)?
         .strip_suffix(suffix)?
         .parse()
@@ -179,7 +179,7 @@ fn encode_record(lsn: u64, payload: &[u8]) -> Vec<u8> {
     out
 }
 
-enum RecordRead<'a> {
+pub(crate) enum RecordRead<'a> {
     Record {
         lsn: u64,
         payload: &'a [u8],
@@ -193,7 +193,7 @@ enum RecordRead<'a> {
     },
 }
 
-fn read_record(buf: &[u8], offset: usize) -> RecordRead<'_> {
+pub(crate) fn read_record(buf: &[u8], offset: usize) -> RecordRead<'_> {
     if offset == buf.len() {
         return RecordRead::End;
     }
@@ -237,7 +237,7 @@ fn read_record(buf: &[u8], offset: usize) -> RecordRead<'_> {
 
 /// True if a complete, valid record starts anywhere after `offset`: then damage at `offset` is
 /// corruption in the middle of the log, not a torn tail.
-fn valid_record_after(buf: &[u8], offset: usize) -> bool {
+pub(crate) fn valid_record_after(buf: &[u8], offset: usize) -> bool {
     let mut pos = offset + 1;
     while pos + RECORD_HEADER_LEN <= buf.len() {
         match buf[pos..].windows(4).position(|w| w == RECORD_MAGIC) {
@@ -453,14 +453,18 @@ pub enum Record<'a> {
     },
 }
 
-fn corrupt(path: &Path, offset: usize, what: &str) -> Error {
+pub(crate) fn corrupt(path: &Path, offset: usize, what: &str) -> Error {
     Error::Corrupt(format!(
         "{}: record at offset {offset}: {what}",
         path.display()
     ))
 }
 
-fn decode_payload<'a>(payload: &'a [u8], path: &Path, offset: usize) -> Result<Record<'a>> {
+pub(crate) fn decode_payload<'a>(
+    payload: &'a [u8],
+    path: &Path,
+    offset: usize,
+) -> Result<Record<'a>> {
     let bad = |what: &str| corrupt(path, offset, what);
     let (&kind, body) = payload.split_first().ok_or_else(|| bad("empty payload"))?;
     match kind {
@@ -969,7 +973,7 @@ fn load_snapshot(ledger: &mut Ledger, path: &Path) -> Result<u64> {
 /// replay must reproduce the logged statuses and receipt hash; recovery then takes signature
 /// verdicts from it (`verify` false). Without one (the process died between the two records)
 /// every signature is verified. Returns (transactions, transactions OK).
-fn replay_batch(
+pub(crate) fn replay_batch(
     ledger: &mut Ledger,
     input: (u64, u64, &[&[u8]]),
     outcome: Option<(&[Status], [u8; 32])>,

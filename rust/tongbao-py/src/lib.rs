@@ -1156,6 +1156,66 @@ fn audit_log<'py>(
     Ok(d)
 }
 
+/// The end-of-day report of Shanghai day `day` (days since 1970-01-01 +08:00) from the log of
+/// ledger directory `path`, as a dict. Releases the GIL.
+#[pyfunction]
+#[pyo3(signature = (path, day, threads = 0))]
+fn day_report<'py>(
+    py: Python<'py>,
+    path: std::path::PathBuf,
+    day: u32,
+    threads: usize,
+) -> PyResult<Bound<'py, PyDict>> {
+    let r = py
+        .detach(|| core::report::day_report(&path, day, threads))
+        .map_err(CoreError::from)?;
+    let d = PyDict::new(py);
+    set_fields!(d, r, [day, batches, transactions]);
+    let counts = PyDict::new(py);
+    for s in Status::ALL {
+        let n = r.status_counts[s as usize];
+        if n > 0 {
+            counts.set_item(s as u8, n)?;
+        }
+    }
+    d.set_item("status_counts", counts)?;
+    let operators = PyList::empty(py);
+    for op in r.operators.values() {
+        let o = PyDict::new(py);
+        set_fields!(
+            o,
+            op,
+            [
+                operator,
+                transactions_rejected,
+                value_in_fen,
+                value_out_fen,
+                internal_fen,
+                swept_fen,
+                issued_fen,
+                redeemed_fen,
+                holdings_start_fen,
+                holdings_end_fen
+            ]
+        );
+        let wallets: Vec<(u8, u8, u8, u64)> = op
+            .wallets
+            .iter()
+            .map(|(&(k, c, s), &n)| (k, c, s, n))
+            .collect();
+        o.set_item("wallets", wallets)?;
+        let txs: Vec<(u8, u64)> = op.transactions_ok.iter().map(|(&k, &n)| (k, n)).collect();
+        o.set_item("transactions_ok", txs)?;
+        operators.append(o)?;
+    }
+    d.set_item("operators", operators)?;
+    let gross: Vec<(u64, u64, u128)> = r.gross_fen.iter().map(|(&(a, b), &v)| (a, b, v)).collect();
+    d.set_item("gross_fen", gross)?;
+    let net: Vec<(u64, u64, u128)> = r.net_fen().iter().map(|(&(a, b), &v)| (a, b, v)).collect();
+    d.set_item("net_fen", net)?;
+    Ok(d)
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyLedger>()?;
@@ -1173,6 +1233,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(public_key_from_secret, m)?)?;
     m.add_function(wrap_pyfunction!(audit_log, m)?)?;
     shard::register(m)?;
+    m.add_function(wrap_pyfunction!(day_report, m)?)?;
     m.add("FORMAT_VERSION", format::FORMAT_VERSION)?;
     m.add("ADMIN_FORMAT_VERSION", format::ADMIN_FORMAT_VERSION)?;
     m.add("INPUTS_MAX", format::INPUTS_MAX)?;
