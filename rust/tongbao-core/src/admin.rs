@@ -9,12 +9,10 @@
 //! ([`Ledger::check_update`], `check_registrations`) and the apply functions, so both paths
 //! enforce the same registry rules.
 
-use std::cmp::Reverse;
-
 use crate::crypto::{PublicKey, Scheme};
 use crate::error::Error;
 use crate::format::{Admin, Kind, Transaction, WalletId};
-use crate::ledger::{Ledger, Marker, Registration, WalletKind, WalletUpdate};
+use crate::ledger::{Expiring, Ledger, Marker, Registration, WalletKind, WalletUpdate};
 use crate::rules::{WalletAttrs, WalletStatus};
 use crate::status::Status;
 
@@ -137,7 +135,7 @@ impl Ledger {
         }
         self.settled.insert(tx.id, tx.expiry_ms);
         self.expiries
-            .push(Reverse((tx.expiry_ms, Marker::Settled(tx.id))));
+            .push(Expiring::item(tx.expiry_ms, Marker::Settled(tx.id)));
         Ok(())
     }
 }

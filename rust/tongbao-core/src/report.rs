@@ -19,8 +19,8 @@ use crate::ledger::{Ledger, LedgerConfig, SigMode, WalletKind};
 use crate::rules::{shanghai_day, SWEEP_INDEX_FLAG};
 use crate::status::Status;
 use crate::wal::{
-    corrupt, decode_payload, io_err, parse_numbered, read_record, replay_batch, valid_record_after,
-    Record, RecordRead,
+    apply_state_record, corrupt, decode_payload, io_err, parse_numbered, read_record, replay_batch,
+    valid_record_after, Record, RecordRead,
 };
 
 /// One operator bank's day (or party: the central bank, or 0 for wallets with no operator).
@@ -180,16 +180,15 @@ pub fn day_report(dir: &Path, day: u32, threads: usize) -> Result<DayReport> {
                             break 'segments;
                         }
                     }
-                    match other {
-                        Record::Limits(limits) => ledger.limits = *limits,
-                        Record::Updates(updates) => ledger.apply_updates(&updates),
-                        Record::Wallets(wallets) => ledger.apply_wallets(wallets),
-                        Record::Input {
-                            seq,
-                            timestamp_ms,
-                            txs,
-                        } => pending = Some((seq, timestamp_ms, txs, offset)),
-                        Record::Outcome { .. } => unreachable!("matched above"),
+                    if let Record::Input {
+                        seq,
+                        timestamp_ms,
+                        txs,
+                    } = other
+                    {
+                        pending = Some((seq, timestamp_ms, txs, offset));
+                    } else {
+                        apply_state_record(&mut ledger, other, path, offset)?;
                     }
                     None
                 }

@@ -1047,6 +1047,67 @@ pub(crate) fn replay_batch(
     Ok((txs.len() as u64, ok))
 }
 
+/// Apply one logged record that is not part of a batch (wallets, wallet updates, limits, shard
+/// identity, imported credits, delivery marks) to `ledger`, checking it against the state it
+/// lands on. Recovery and the end-of-day report replay logs through this one function.
+pub(crate) fn apply_state_record(
+    ledger: &mut Ledger,
+    record: Record<'_>,
+    path: &Path,
+    offset: usize,
+) -> Result<()> {
+    match record {
+        Record::Shard(spec) => ledger.shard.spec = Some(spec),
+        Record::Credits(credits) => {
+            if let Some(c) = credits.iter().find(|c| {
+                ledger.shard.spec.is_none()
+                    || !ledger.wallets.contains_key(&c.owner)
+                    || !ledger.is_local(c.owner)
+            }) {
+                return Err(corrupt(
+                    path,
+                    offset,
+                    &format!("credit to wallet {} cannot be imported here", c.owner),
+                ));
+            }
+            ledger.apply_credits(&credits);
+        }
+        Record::Delivered(upto) => ledger.apply_delivered(upto),
+        Record::Limits(limits) => ledger.limits = *limits,
+        Record::Updates(updates) => {
+            if let Some((id, _)) = updates
+                .iter()
+                .find(|(id, _)| !ledger.wallets.contains_key(id))
+            {
+                return Err(corrupt(
+                    path,
+                    offset,
+                    &format!("update of unknown wallet {id}"),
+                ));
+            }
+            ledger.apply_updates(&updates);
+        }
+        Record::Wallets(wallets) => {
+            if let Some(id) = wallets
+                .iter()
+                .map(|r| r.id)
+                .find(|id| ledger.wallets.contains_key(id))
+            {
+                return Err(corrupt(
+                    path,
+                    offset,
+                    &format!("wallet {id} registered twice"),
+                ));
+            }
+            ledger.apply_wallets(wallets);
+        }
+        Record::Input { .. } | Record::Outcome { .. } => {
+            unreachable!("batch records are replayed by the caller")
+        }
+    }
+    Ok(())
+}
+
 /// Read one segment: replay its records after `after_lsn`. Returns the byte length of the valid
 /// prefix and whether it ended in damage (torn or corrupt, decided by the caller).
 struct SegmentScan {
@@ -1133,60 +1194,15 @@ fn scan_segment(
                         if let Some(p) = pending.take() {
                             replay(ledger, p, None, report)?;
                         }
-                        match other {
-                            Record::Shard(spec) => ledger.shard.spec = Some(spec),
-                            Record::Credits(credits) => {
-                                if let Some(c) = credits.iter().find(|c| {
-                                    ledger.shard.spec.is_none()
-                                        || !ledger.wallets.contains_key(&c.owner)
-                                        || !ledger.is_local(c.owner)
-                                }) {
-                                    return Err(corrupt(
-                                        path,
-                                        offset,
-                                        &format!(
-                                            "credit to wallet {} cannot be imported here",
-                                            c.owner
-                                        ),
-                                    ));
-                                }
-                                ledger.apply_credits(&credits);
-                            }
-                            Record::Delivered(upto) => ledger.apply_delivered(upto),
-                            Record::Limits(limits) => ledger.limits = *limits,
-                            Record::Updates(updates) => {
-                                if let Some((id, _)) = updates
-                                    .iter()
-                                    .find(|(id, _)| !ledger.wallets.contains_key(id))
-                                {
-                                    return Err(corrupt(
-                                        path,
-                                        offset,
-                                        &format!("update of unknown wallet {id}"),
-                                    ));
-                                }
-                                ledger.apply_updates(&updates);
-                            }
-                            Record::Wallets(wallets) => {
-                                if let Some(id) = wallets
-                                    .iter()
-                                    .map(|r| r.id)
-                                    .find(|id| ledger.wallets.contains_key(id))
-                                {
-                                    return Err(corrupt(
-                                        path,
-                                        offset,
-                                        &format!("wallet {id} registered twice"),
-                                    ));
-                                }
-                                ledger.apply_wallets(wallets);
-                            }
-                            Record::Input {
-                                seq,
-                                timestamp_ms,
-                                txs,
-                            } => pending = Some((seq, timestamp_ms, txs, offset)),
-                            Record::Outcome { .. } => unreachable!("matched above"),
+                        if let Record::Input {
+                            seq,
+                            timestamp_ms,
+                            txs,
+                        } = other
+                        {
+                            pending = Some((seq, timestamp_ms, txs, offset));
+                        } else {
+                            apply_state_record(ledger, other, path, offset)?;
                         }
                     }
                 }
