@@ -117,6 +117,17 @@ def check(directory: Path, acks: Path) -> list[str]:
     return problems
 
 
+STARTUP_TIMEOUT_S = 120
+
+
+def wait_until_acked(worker: subprocess.Popen[bytes], acks: Path, size_before: int) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while not (acks.exists() and acks.stat().st_size > size_before):
+        assert worker.poll() is None, worker.stderr.read().decode() if worker.stderr else ""
+        assert time.monotonic() < deadline, "the worker acknowledged nothing in time"
+        time.sleep(0.01)
+
+
 def campaign(
     tmp: Path, kills: int, seed: int, *, power_loss: bool, unsafe: bool = False
 ) -> tuple[list[str], int]:
@@ -128,8 +139,12 @@ def campaign(
         env = {"TONGBAO_SYNCED_MARKER": str(marker)}
         if k % 3 == 2:
             env["TONGBAO_SNAPSHOT_PAUSE_MS"] = "40"  # widen the mid-snapshot window
+        acked_before = acks.stat().st_size if acks.exists() else 0
         worker = start_worker(directory, acks, seed, batches, unsafe=unsafe, env_extra=env)
-        time.sleep(rng.uniform(0.3, 1.2))
+        # Kill at a random moment after the worker acknowledged something in this life: on a
+        # loaded machine start-up alone (imports, keys, recovery) can outlast a fixed sleep.
+        wait_until_acked(worker, acks, acked_before)
+        time.sleep(rng.uniform(0.05, 0.8))
         worker.send_signal(signal.SIGKILL)
         worker.wait()
         stderr = worker.stderr.read().decode() if worker.stderr else ""
