@@ -11,6 +11,12 @@ The wallet rules of ``docs/wallet-rules.md`` (frozen and closed wallets, per-pay
 annual caps, balance caps and sweeps) follow the checks of transfers and redeems, in the
 documented order; calendar days and years come from :mod:`zoneinfo` (Asia/Shanghai), not from
 the core's day arithmetic.
+
+Wallet administration (format version 2, kinds 4-8: register, set class, freeze, unfreeze,
+close) is decoded by the model's own decoder and checked in the order of docs/status-codes.md
+("Wallet administration"): one signer, who must be the wallet's operator (the central bank for
+operator and central-bank wallets); signatures count only for wallets registered before the
+batch began (``signer_ids``).
 """
 
 from __future__ import annotations
