@@ -875,6 +875,7 @@ def plot(result: BenchResult, path: Path) -> None:
                 marker="o",
                 label=f"{case} {variant}" if case != "settle sig-off" else case,
             )
+    right.set_xticks(sorted({x.threads for x in result.measurements}))
     right.set_xlabel("threads")
     right.set_ylabel("per second")
     right.set_yscale("log")
