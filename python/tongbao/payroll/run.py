@@ -1,7 +1,7 @@
 """A payroll run: pre-flight checks, a durable plan of signed transactions, settlement that
 resumes after any crash, and the per-payee outcome.
 
-The exactly-once design (``docs/decisions/0005-payroll-exactly-once.md``):
+The exactly-once design (``docs/decisions/0008-payroll-exactly-once.md``):
 
 1. **Pre-flight** decides every item against the ledger as it is: unknown payee (``AC01``),
    frozen or closed payee or employer (``AC06``), over a limit (``AM02``), repeated reference
