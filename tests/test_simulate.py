@@ -1,4 +1,4 @@
-"""The pilot simulator behind ``tongbao simulate`` (simulate.py, presets.py, report.py)."""
+"""The pilot simulator behind ``tongbao simulate`` (simulate.py, presets.py, simulate_report.py)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,6 @@ from tongbao.presets import (
     scale_figures,
     shipped_presets,
 )
-from tongbao.simulate_report import summary_tables
 from tongbao.simulate import (
     CORPORATE_BASE,
     PERSON_BASE,
@@ -38,6 +37,7 @@ from tongbao.simulate import (
     format_yuan,
     pay_salaries,
 )
+from tongbao.simulate_report import summary_tables
 
 SMALL = SimulationConfig(preset="small-city", scale=0.05, seed=11, batch_size=400)
 

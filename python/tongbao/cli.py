@@ -32,8 +32,8 @@ from rich.table import Table
 import tongbao as tb
 from tongbao import cluster_cli, presets, simulate, simulate_report
 from tongbao.errors import InvalidArgument, TongbaoError
-from tongbao.payroll.cli import add_payroll
 from tongbao.operator_cli import add_report, add_wallets
+from tongbao.payroll.cli import add_payroll
 
 #: Exit statuses.
 EXIT_OK = 0
