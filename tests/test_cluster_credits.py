@@ -236,6 +236,11 @@ def test_cross_shard_state_survives_reopen(tmp_path: Path, snapshot: bool) -> No
         keys, [OPERATORS[0]] * 4, persons[:4], [1_000] * 4, 6
     )
     shards.settle(txs, 6)  # leave these credits undelivered in the outbox
+    for ledger in shards.ledgers:
+        shard.set_epoch(ledger, 3)
+        shard.set_epoch(ledger, 3)  # the same epoch again: nothing to log
+        with pytest.raises(tb.InvalidArgument, match="stale epoch 2"):
+            shard.set_epoch(ledger, 2)
     digests = [ledger.state_digest() for ledger in shards.ledgers]
     totals = [shard.totals(ledger) for ledger in shards.ledgers]
     for ledger in shards.ledgers:
@@ -246,6 +251,9 @@ def test_cross_shard_state_survives_reopen(tmp_path: Path, snapshot: bool) -> No
     assert [ledger.state_digest() for ledger in again] == digests
     assert [shard.totals(ledger) for ledger in again] == totals
     assert [shard.shard_of(ledger) for ledger in again] == [(2, 0), (2, 1)]
+    assert [shard.epoch(ledger) for ledger in again] == [3, 3]
+    with pytest.raises(tb.InvalidArgument, match="stale epoch"):
+        shard.set_epoch(again[0], 1)
     assert sum(t.outbox_len for t in totals) > 0
     for d, ledger in zip(dirs, again, strict=True):
         ledger.close()

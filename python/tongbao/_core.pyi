@@ -37,10 +37,12 @@ __all__ = [
     "payer_vshards",
     "public_key_from_secret",
     "shard_delivered",
+    "shard_epoch",
     "shard_import_credits",
     "shard_is_imported",
     "shard_outbox",
     "shard_set",
+    "shard_set_epoch",
     "shard_spec",
     "shard_suspense",
     "shard_totals",
@@ -248,6 +250,10 @@ def shard_set(ledger: Ledger, count: int, index: int, unsafe_reapply_credits: bo
     """Make the ledger vshard ``index`` of ``count`` (logged; before its first batch)."""
 
 def shard_spec(ledger: Ledger) -> tuple[int, int] | None: ...
+def shard_set_epoch(ledger: Ledger, epoch: int) -> None:
+    """Record a worker's lease epoch in the shard's log (epochs only grow)."""
+
+def shard_epoch(ledger: Ledger) -> int: ...
 def shard_import_credits(ledger: Ledger, packed: bytes) -> bytes:
     """Import packed credits (56 bytes each); one status byte per credit. Releases the GIL."""
 

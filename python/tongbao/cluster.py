@@ -322,7 +322,15 @@ class Worker:
             self._renew(keys=[key("lease", v)], args=[token, 0])
             return
         shard.make_shard(ledger, c.vshard_count, v, _unsafe_reapply_credits=self._unsafe_reapply)
-        (directory / "epoch").write_text(f"{epoch} {c.name}\n")
+        try:
+            shard.set_epoch(ledger, epoch)  # the log records who writes from here on
+        except InvalidArgument:
+            # The log has seen a newer epoch than Redis hands out (Redis lost its counter):
+            # refuse to write, leave the shard to an operator.
+            log.error("vshard %d: epoch %d is older than its log's", v, epoch)
+            ledger.close()
+            self._renew(keys=[key("lease", v)], args=[token, 0])
+            return
         for kind in ("in", "credit"):
             _ensure_group(self.redis, key(kind, v))
         owned = _Owned(v, epoch, token, ledger, time.monotonic())

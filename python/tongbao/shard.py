@@ -138,6 +138,18 @@ def make_shard(
     _core.shard_set(ledger._core, count, index, _unsafe_reapply_credits)
 
 
+def set_epoch(ledger: Ledger, epoch: int) -> None:
+    """Record in the log that the worker holding lease ``epoch`` writes this shard from now on.
+    Epochs only grow: an older one raises ``InvalidArgument`` (a stale worker); the same one is
+    a no-op."""
+    _core.shard_set_epoch(ledger._core, epoch)
+
+
+def epoch(ledger: Ledger) -> int:
+    """The last lease epoch recorded in the shard's log (0: none)."""
+    return _core.shard_epoch(ledger._core)
+
+
 def shard_of(ledger: Ledger) -> tuple[int, int] | None:
     """``(count, index)`` of a sharded ledger, or None."""
     return _core.shard_spec(ledger._core)

@@ -124,6 +124,8 @@ pub struct ShardState {
     pub(crate) credits_out_fen: u128,
     pub(crate) suspense: Vec<Credit>,
     pub(crate) suspense_fen: u128,
+    /// Lease epoch of the worker that last took this shard (logged when it takes it).
+    pub(crate) epoch: u64,
 }
 
 impl Default for ShardState {
@@ -137,6 +139,7 @@ impl Default for ShardState {
             credits_out_fen: 0,
             suspense: Vec::new(),
             suspense_fen: 0,
+            epoch: 0,
         }
     }
 }
@@ -152,6 +155,7 @@ impl ShardState {
         h.update(self.credits_in_fen.to_le_bytes());
         h.update(self.credits_out_fen.to_le_bytes());
         h.update(self.suspense_fen.to_le_bytes());
+        h.update(self.epoch.to_le_bytes());
         for (seq, c) in &self.outbox {
             h.update(seq.to_le_bytes());
             let mut packed = Vec::with_capacity(CREDIT_LEN);
@@ -207,6 +211,38 @@ impl Ledger {
         }
         self.shard.spec = Some(spec);
         self.maybe_snapshot()
+    }
+
+    /// Record in the log that the worker holding lease `epoch` now writes this shard. Epochs
+    /// only grow: an older one is refused (a stale worker), the same one is a no-op.
+    pub fn set_epoch(&mut self, epoch: u64) -> Result<()> {
+        self.check_not_failed()?;
+        if self.shard.spec.is_none() {
+            return Err(Error::InvalidArgument(
+                "epochs belong to sharded ledgers (set_shard first)".into(),
+            ));
+        }
+        if epoch < self.shard.epoch {
+            return Err(Error::InvalidArgument(format!(
+                "stale epoch {epoch}: this shard's log is at epoch {}",
+                self.shard.epoch
+            )));
+        }
+        if epoch == self.shard.epoch {
+            return Ok(());
+        }
+        if let Some(store) = self.store.as_mut() {
+            if let Err(e) = store.append_epoch(epoch) {
+                self.failed = Some(e.to_string());
+                return Err(e);
+            }
+        }
+        self.shard.epoch = epoch;
+        self.maybe_snapshot()
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.shard.epoch
     }
 
     pub fn shard_spec(&self) -> Option<ShardSpec> {

@@ -48,6 +48,8 @@ const RECORD_SHARD: u8 = 7;
 const RECORD_CREDITS: u8 = 8;
 /// Exports up to a sequence number were delivered (removed from the outbox).
 const RECORD_DELIVERED: u8 = 9;
+/// A worker's lease epoch: it writes this shard from here on.
+const RECORD_EPOCH: u8 = 10;
 const SNAPSHOT_MAGIC: &[u8; 8] = b"TBSNAP03";
 
 /// When `settle` may return relative to the disk.
@@ -438,6 +440,7 @@ pub enum Record<'a> {
     Shard(ShardSpec),
     Credits(Vec<Credit>),
     Delivered(u64),
+    Epoch(u64),
     Wallets(Vec<Registration>),
     Limits(Box<Limits>),
     Updates(Vec<(WalletId, WalletUpdate)>),
@@ -471,7 +474,8 @@ pub(crate) fn decode_payload<'a>(
         RECORD_CREDITS => Credit::unpack_all(body)
             .map(Record::Credits)
             .map_err(|_| bad("credits record length")),
-        RECORD_WALLETS | RECORD_LIMITS | RECORD_UPDATES | RECORD_SHARD | RECORD_DELIVERED => {
+        RECORD_WALLETS | RECORD_LIMITS | RECORD_UPDATES | RECORD_SHARD | RECORD_DELIVERED
+        | RECORD_EPOCH => {
             let mut r = ByteReader {
                 buf: body,
                 pos: 0,
@@ -490,6 +494,7 @@ pub(crate) fn decode_payload<'a>(
                 RECORD_LIMITS => Record::Limits(Box::new(read_limits(&mut r)?)),
                 RECORD_SHARD => Record::Shard(read_shard_spec(&mut r)?),
                 RECORD_DELIVERED => Record::Delivered(r.u64()?),
+                RECORD_EPOCH => Record::Epoch(r.u64()?),
                 _ => {
                     let n = u32::from_le_bytes(r.take(4)?.try_into().expect("4"));
                     let mut updates = Vec::with_capacity((n as usize).min(body.len() / 10));
@@ -611,6 +616,12 @@ impl Store {
 
     pub(crate) fn append_credits(&mut self, credits: &[Credit]) -> Result<()> {
         self.append(&encode_credits(credits), true)
+    }
+
+    pub(crate) fn append_epoch(&mut self, epoch: u64) -> Result<()> {
+        let mut w = Writer(vec![RECORD_EPOCH]);
+        w.u64(epoch);
+        self.append(&w.0, true)
     }
 
     pub(crate) fn append_delivered(&mut self, upto: u64) -> Result<()> {
@@ -816,6 +827,7 @@ fn write_shard_state(w: &mut Writer, s: &ShardState) {
     w.bytes(&spec.index.to_le_bytes());
     w.u8(spec.unsafe_reapply_credits as u8);
     w.u64(s.next_outbox_seq);
+    w.u64(s.epoch);
     w.u128(s.credits_in_fen);
     w.u128(s.credits_out_fen);
     w.u64(s.outbox.len() as u64);
@@ -848,6 +860,7 @@ fn read_shard_state(r: &mut ByteReader<'_>) -> Result<ShardState> {
     }
     s.spec = Some(read_shard_spec(r)?);
     s.next_outbox_seq = r.u64()?;
+    s.epoch = r.u64()?;
     s.credits_in_fen = r.u128()?;
     s.credits_out_fen = r.u128()?;
     for _ in 0..r.u64()? {
@@ -1073,6 +1086,7 @@ pub(crate) fn apply_state_record(
             ledger.apply_credits(&credits);
         }
         Record::Delivered(upto) => ledger.apply_delivered(upto),
+        Record::Epoch(epoch) => ledger.shard.epoch = epoch,
         Record::Limits(limits) => ledger.limits = *limits,
         Record::Updates(updates) => {
             if let Some((id, _)) = updates

@@ -36,6 +36,18 @@ pub fn shard_set(
     Ok(ledger.inner.set_shard(spec).map_err(CoreError::from)?)
 }
 
+/// Record a worker's lease epoch in the shard's log (epochs only grow).
+#[pyfunction]
+pub fn shard_set_epoch(mut ledger: PyRefMut<'_, PyLedger>, epoch: u64) -> PyResult<()> {
+    Ok(ledger.inner.set_epoch(epoch).map_err(CoreError::from)?)
+}
+
+/// The last lease epoch recorded in the shard's log (0: none).
+#[pyfunction]
+pub fn shard_epoch(ledger: PyRef<'_, PyLedger>) -> u64 {
+    ledger.inner.epoch()
+}
+
 /// `(count, index)` of a sharded ledger, or None.
 #[pyfunction]
 pub fn shard_spec(ledger: PyRef<'_, PyLedger>) -> Option<(u32, u32)> {
@@ -181,6 +193,8 @@ pub fn payer_vshards<'py>(
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(shard_set, m)?)?;
     m.add_function(wrap_pyfunction!(shard_spec, m)?)?;
+    m.add_function(wrap_pyfunction!(shard_set_epoch, m)?)?;
+    m.add_function(wrap_pyfunction!(shard_epoch, m)?)?;
     m.add_function(wrap_pyfunction!(shard_import_credits, m)?)?;
     m.add_function(wrap_pyfunction!(shard_outbox, m)?)?;
     m.add_function(wrap_pyfunction!(shard_delivered, m)?)?;
