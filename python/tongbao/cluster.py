@@ -106,14 +106,14 @@ def key(kind: str, vshard: int) -> str:
     return f"tb:{{v{vshard:03d}}}:{kind}"
 
 
-def connect(redis_url: str, socket_timeout_s: float = 10.0) -> Any:
-    """A redis-py client that retries a command after a connection error ``REDIS_RETRIES``
-    times (redis-py's own default does not, for a plain ``from_url``). Typed ``Any``: redis-py's
+def connect(redis_url: str, socket_timeout_s: float = 10.0, retries: int = REDIS_RETRIES) -> Any:
+    """A redis-py client that retries a command after a connection error ``retries`` times
+    (redis-py's own default does not, for a plain ``from_url``). Typed ``Any``: redis-py's
     annotations are looser than its replies (bytes here)."""
     return redis.Redis.from_url(
         redis_url,
         socket_timeout=socket_timeout_s,
-        retry=Retry(ExponentialBackoff(cap=REDIS_BACKOFF_S_CAP, base=0.01), REDIS_RETRIES),
+        retry=Retry(ExponentialBackoff(cap=REDIS_BACKOFF_S_CAP, base=0.01), retries),
         retry_on_error=[redis.ConnectionError, redis.TimeoutError],
     )
 
@@ -266,6 +266,10 @@ class _Owned:
     #: again, which the receivers ignore) and the last one marked delivered in the log.
     sent_upto: int = 0
     marked_upto: int = 0
+    #: Pending entries (delivered, not acknowledged) must be handled before new ones: set when
+    #: the vshard is taken over and after a failed read, whose entries may sit in the pending
+    #: list unseen. Entries of one vshard are handled in stream order, always.
+    drain: bool = True
 
 
 class LeaseLost(TongbaoError):
@@ -281,6 +285,10 @@ class Worker:
     def __init__(self, config: WorkerConfig) -> None:
         self.config = config
         self.redis: Any = connect(config.redis_url)
+        # XREADGROUP ">" is not idempotent: a retried read after a lost reply skips the
+        # entries the lost reply carried (they wait in the pending list). Reads therefore never
+        # retry silently; a failed read makes the worker drain its pending entries first.
+        self.reader: Any = connect(config.redis_url, retries=0)
         self.owned: dict[int, _Owned] = {}
         self._stop = False
         self._acquire = self.redis.register_script(_ACQUIRE)
@@ -607,36 +615,46 @@ class Worker:
 
     # -- the loop --------------------------------------------------------------------------
 
+    def _claim(self, v: int, kind: str, idle_ms: int) -> bool:
+        """Claim the vshard's pending entries of one stream idle for ``idle_ms`` and handle
+        them in stream order, with their delivery counts. Returns whether the pending list was
+        scanned to its end (at most ``CLAIM_ROUNDS_MAX`` rounds of ``CLAIM_COUNT``)."""
+        start = "0-0"
+        stream = key(kind, v)
+        for _ in range(CLAIM_ROUNDS_MAX):
+            owned = self.owned.get(v)
+            if owned is None:
+                return False
+            start, entries, _deleted = self.redis.xautoclaim(
+                stream, GROUP, self.config.name, idle_ms, start, count=CLAIM_COUNT
+            )[:3]
+            for entry_id, fields in entries:
+                if fields is None:
+                    continue
+                info = self.redis.xpending_range(stream, GROUP, min=entry_id, max=entry_id, count=1)
+                deliveries = int(info[0]["times_delivered"]) if info else 1
+                self._handle(owned, kind, entry_id, fields, deliveries)
+                self._renew_due()
+            if start in (b"0-0", "0-0"):
+                return True
+        return False
+
     def _reclaim(self) -> None:
         """Claim pending entries idle for ``claim_idle_ms`` (a dead owner's, or our own that
         failed) and handle them, with their delivery counts."""
         for v in list(self.owned):
             for kind in ("in", "credit"):
-                start = "0-0"
-                for _ in range(CLAIM_ROUNDS_MAX):
-                    owned = self.owned.get(v)
-                    if owned is None:
-                        break
-                    stream = key(kind, v)
-                    start, entries, _deleted = self.redis.xautoclaim(
-                        stream,
-                        GROUP,
-                        self.config.name,
-                        self.config.claim_idle_ms,
-                        start,
-                        count=CLAIM_COUNT,
-                    )[:3]
-                    for entry_id, fields in entries:
-                        if fields is None:
-                            continue
-                        info = self.redis.xpending_range(
-                            stream, GROUP, min=entry_id, max=entry_id, count=1
-                        )
-                        deliveries = int(info[0]["times_delivered"]) if info else 1
-                        self._handle(owned, kind, entry_id, fields, deliveries)
-                        self._renew_due()
-                    if start in (b"0-0", "0-0"):
-                        break
+                self._claim(v, kind, self.config.claim_idle_ms)
+
+    def _drain(self) -> None:
+        """Handle every pending entry of the vshards marked ``drain`` before any new entry: a
+        new owner takes its predecessor's (fenced: it can no longer acknowledge), and after a
+        failed read the worker takes back its own that the lost reply carried."""
+        for v, owned in list(self.owned.items()):
+            if owned.drain:
+                done = all([self._claim(v, "credit", 0), self._claim(v, "in", 0)])
+                if self.owned.get(v) is owned:
+                    owned.drain = not done
 
     def _step(self) -> None:
         self._leases()
@@ -647,15 +665,23 @@ class Worker:
         if now - self._last_claim >= self.config.claim_idle_ms / 2000:
             self._last_claim = now
             self._reclaim()
+        self._drain()
         streams: dict[str, str] = {}
-        for v in self.owned:
+        for v, owned in self.owned.items():
+            if owned.drain:
+                continue  # its pending entries were not all handled yet
             streams[key("credit", v)] = ">"
             streams[key("in", v)] = ">"
         if not streams:
             return
-        response = self.redis.xreadgroup(
-            GROUP, self.config.name, streams, count=READ_COUNT, block=READ_BLOCK_MS
-        )
+        try:
+            response = self.reader.xreadgroup(
+                GROUP, self.config.name, streams, count=READ_COUNT, block=READ_BLOCK_MS
+            )
+        except (redis.ConnectionError, redis.TimeoutError):
+            for owned in self.owned.values():
+                owned.drain = True  # the lost reply's entries wait in the pending list
+            raise
         if not response:
             for owned in list(self.owned.values()):
                 self._flush_outbox(owned, mark=True)
@@ -698,6 +724,9 @@ class Worker:
             except LeaseLost:
                 continue
             except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as e:
+                # Whatever the failed command was, an entry may be left pending: drain first.
+                for owned in self.owned.values():
+                    owned.drain = True
                 now = time.monotonic()
                 down_since = down_since or now
                 if now - down_since > REDIS_DOWN_S_MAX:
