@@ -5,6 +5,7 @@ ledger, exactly-once import under duplication and reordering, the receiving side
 from __future__ import annotations
 
 import random
+import time
 from pathlib import Path
 
 import numpy as np
@@ -258,3 +259,19 @@ def test_cross_shard_state_survives_reopen(tmp_path: Path, snapshot: bool) -> No
     for d, ledger in zip(dirs, again, strict=True):
         ledger.close()
         assert tb.verify_log(d).transactions > 0
+
+
+def test_batch_time_hint_is_clamped_and_checked() -> None:
+    """A submitter's batch-time hint can't push a shard's clock far ahead (every later payment
+    would be EXPIRED), can't take it back, and a hint that is not a number refuses the entry."""
+    from tongbao.cluster import CLOCK_SKEW_MS_MAX, _batch_time
+
+    ledger = tb.Ledger()
+    now_ms = int(time.time() * 1000)
+    far = _batch_time(ledger, [{b"ts": str(now_ms * 1000).encode()}])
+    assert now_ms <= far <= int(time.time() * 1000) + CLOCK_SKEW_MS_MAX
+    assert _batch_time(ledger, [{b"ts": b"5"}, {b"ts": b"7"}]) == 7
+    assert now_ms <= _batch_time(ledger, [{}]) <= int(time.time() * 1000)
+    for bad in (b"-1", b"1e9", b"99999999999999999999999", b""):
+        with pytest.raises(tb.InvalidArgument):
+            _batch_time(ledger, [{b"ts": bad}])

@@ -27,7 +27,7 @@ import signal
 import socket
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,6 +76,9 @@ CLAIM_IDLE_MS_DEFAULT = 5_000
 DELIVERIES_MAX_DEFAULT = 5
 #: Entries claimed per XAUTOCLAIM call, and calls per reclaim round.
 CLAIM_COUNT = 64
+#: How far ahead of this worker's clock a submitter's batch-time hint may be; a later hint is
+#: clamped (a shard never goes back in time, so one bad hint would otherwise expire everything).
+CLOCK_SKEW_MS_MAX = 60_000
 CLAIM_ROUNDS_MAX = 16
 #: Credits per XADD when a worker delivers its outbox.
 OUTBOX_FLUSH_MAX = 4096
@@ -116,6 +119,21 @@ def connect(redis_url: str, socket_timeout_s: float = 10.0, retries: int = REDIS
         retry=Retry(ExponentialBackoff(cap=REDIS_BACKOFF_S_CAP, base=0.01), retries),
         retry_on_error=[redis.ConnectionError, redis.TimeoutError],
     )
+
+
+def _batch_time(ledger: Ledger, entries: list[dict[bytes, bytes]]) -> int:
+    """The time a shard settles entries at: the submitters' latest hint (now when none),
+    clamped to ``CLOCK_SKEW_MS_MAX`` ahead of this worker's clock, never before the shard's
+    last batch. A hint that is not a number refuses the entry (``InvalidArgument``)."""
+    now_ms = int(time.time() * 1000)
+    hints = []
+    for fields in entries:
+        raw = fields.get(b"ts", b"0")
+        if not raw.isdigit() or len(raw) > 19:
+            raise InvalidArgument(f"ts {raw[:24]!r} is not a time in ms")
+        hints.append(int(raw))
+    hint = max(hints, default=0) or now_ms
+    return max(ledger.last_timestamp_ms, min(hint, now_ms + CLOCK_SKEW_MS_MAX))
 
 
 def parse_vshards(text: str, count: int) -> list[int]:
@@ -310,6 +328,7 @@ class Worker:
 
     def _try_acquire(self, v: int) -> None:
         c = self.config
+        acquired_at = time.monotonic()  # the lease's TTL runs from here, not from the open
         epoch = int(
             self._acquire(keys=[key("lease", v), key("epoch", v)], args=[c.name, c.lease_ttl_ms])
         )
@@ -341,8 +360,11 @@ class Worker:
             return
         for kind in ("in", "credit"):
             _ensure_group(self.redis, key(kind, v))
-        owned = _Owned(v, epoch, token, ledger, time.monotonic())
+        owned = _Owned(v, epoch, token, ledger, acquired_at)
         self.owned[v] = owned
+        self._renew_due()  # a slow recovery: renew now, or drop the vshard if the lease lapsed
+        if self.owned.get(v) is not owned:
+            return
         log.info("vshard %d: epoch %d, recovered %s", v, epoch, ledger.recovery)
         self._flush_outbox(owned)
 
@@ -354,7 +376,8 @@ class Worker:
 
     def _renew_due(self) -> None:
         """Renew the leases due (a third of their TTL old); called between groups of entries
-        too, so a long step never lets a lease lapse."""
+        too. A single settle that outlasts the TTL still loses its lease (the commit is then
+        refused and the vshard recovered): keep entries and ``READ_COUNT`` small enough."""
         now = time.monotonic()
         ttl_s = self.config.lease_ttl_ms / 1000
         for v, owned in list(self.owned.items()):
@@ -477,8 +500,7 @@ class Worker:
                 batch = [tx for part in parts for tx in part]
                 if len(batch) > _core.BATCH_TX_COUNT_MAX:
                     return False
-                hint = max(int(f.get(b"ts", b"0")) for _, f in entries)
-                ts = max(ledger.last_timestamp_ms, hint or int(time.time() * 1000))
+                ts = _batch_time(ledger, [f for _, f in entries])
                 codes = ledger.settle(batch, ts).statuses.tobytes()
                 at = 0
                 for part in parts:
@@ -548,8 +570,7 @@ class Worker:
         ledger = owned.ledger
         if op == b"settle":
             batch = fields[b"batch"]
-            hint = int(fields.get(b"ts", b"0"))
-            ts = max(ledger.last_timestamp_ms, hint or int(time.time() * 1000))
+            ts = _batch_time(ledger, [fields])
             settlement = ledger.settle(batch, ts)
             return b"S" + settlement.statuses.tobytes(), len(settlement.statuses)
         if op == b"register":
@@ -696,6 +717,8 @@ class Worker:
         tasks = [
             self._pool.submit(self._handle_vshard, v, groups) for v, groups in by_vshard.items()
         ]
+        # Wait for every vshard before raising: no ledger may be touched by two threads.
+        wait(tasks)
         for task in tasks:
             task.result()
         self._renew_due()
