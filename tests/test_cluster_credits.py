@@ -275,3 +275,26 @@ def test_batch_time_hint_is_clamped_and_checked() -> None:
     for bad in (b"-1", b"1e9", b"99999999999999999999999", b""):
         with pytest.raises(tb.InvalidArgument):
             _batch_time(ledger, [{b"ts": bad}])
+
+
+@pytest.mark.parametrize("sharded", [False, True])
+def test_wallet_administration_is_refused_on_a_sharded_ledger(sharded: bool) -> None:
+    """A freeze settled on one shard would not reach the wallet's home shard: sharded ledgers
+    answer NOT_AUTHORIZED and change nothing; the same transaction unsharded is OK."""
+    keys = tb.Keyring()
+    ledger = tb.Ledger(threads=1)
+    if sharded:
+        shard.make_shard(ledger, 4, 0)
+    ledger.open_wallets(keys, [CENTRAL_BANK], tb.WalletKind.CENTRAL_BANK)
+    ledger.open_wallets(keys, OPERATORS, tb.WalletKind.OPERATOR)
+    ledger.open_wallets(keys, [500], tb.WalletKind.PERSONAL, operator=OPERATORS[0])
+    freeze = tb.freeze_wallet(keys, OPERATORS[0], 500, timestamp_ms=1_000)
+    status = ledger.settle([freeze], 1_000).statuses[0]
+    info = ledger.wallet(500)
+    assert info is not None
+    if sharded:
+        assert status == tb.Status.NOT_AUTHORIZED
+        assert info.status == tb.WalletStatus.ACTIVE
+    else:
+        assert status == tb.Status.OK
+        assert info.status == tb.WalletStatus.FROZEN

@@ -71,6 +71,13 @@ impl Ledger {
         tx: &Transaction,
         admin: &Admin,
     ) -> std::result::Result<(), Status> {
+        // A sharded ledger is one vshard of a cluster, and every shard keeps the registry: an
+        // administration transaction applied on its signer's shard alone would leave the
+        // others (the wallet's home among them) unchanged. Refused until the cluster
+        // broadcasts administration (docs/cluster.md).
+        if self.shard.spec.is_some() {
+            return Err(Status::NotAuthorized);
+        }
         let signer = match tx.signatures.as_slice() {
             [] => return Err(Status::MissingSignature),
             [one] => one.signer,
