@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 import tongbao as tb
 
 CB, OP, ALICE, BOB = 1, 10, 100, 101
-CAP4_FEN = tb.load_limits().classes[4].balance_cap_fen
-assert CAP4_FEN is not None
+CAP4_FEN: int = tb.load_limits().classes[4].balance_cap_fen or 0
+assert CAP4_FEN > 0
 
 
 def ledger_with(alice_fen: int, *, linked: bool) -> tuple[tb.Ledger, tb.Keyring]:
