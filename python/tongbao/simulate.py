@@ -919,8 +919,8 @@ class Simulation:
         received), in place: their incoming person-to-person payments and payslips go to
         class-1 persons instead. Value over a cap would be swept to the operator, and
         ``build_payments`` then does not chain that receipt into the payee's later payments of
-        the same batch (they are funded from its other tokens or skipped), which would blur the
-        scenarios' figures. Returns how many payments and payslips moved."""
+        the same batch (they are funded from its other tokens or skipped). Returns how many
+        payments and payslips moved."""
         n_p = len(person_ids)
         incoming = np.zeros(n_p, dtype=np.int64)
         to_person = payee >= PERSON_BASE
