@@ -167,7 +167,8 @@ class Ledger:
         skip_insufficient: bool = False,
     ) -> tuple[list[bytes], list[int]]:
         """Build and sign transfers; returns (transactions, skipped indices). ``reference``
-        holds one reference for every payment or one per payment."""
+        holds one reference for every payment or one per payment. A receipt the balance cap
+        may sweep or refuse is never spent later in the list (see ``Ledger.build_payments``)."""
 
 @final
 class Keyring:

@@ -469,8 +469,17 @@ class Ledger:
         skip_insufficient: bool = False,
     ) -> tuple[list[bytes], list[int]]:
         """Build and sign one transfer per payment, selecting each payer's tokens and making
-        change. Payments of one payer chain (a later one may spend an earlier one's change), so
-        the list settles in one batch, in order.
+        change. Payments chain (a later one may spend an earlier one's change, or what its payer
+        was paid earlier in the list), so the list settles in one batch, in order.
+
+        Balance caps: only outputs that settle as built are chained. A receipt that the payee's
+        balance cap may sweep (part of it to the operator) is not spent later in the list; a
+        payment that may be refused with ``LIMIT_BALANCE`` is built (its status says so) but
+        neither its receipt nor its change is chained, and its inputs are offered to later
+        payments only if it is refused whatever comes before it. The payee's balance at that
+        point is bounded from its balance now and the list (docs/wallet-rules.md, "Payments
+        built in one batch"), so, settled as one batch against the current state, no built
+        payment fails with ``UNKNOWN_INPUT`` or ``INPUT_SPENT`` because of a cap.
 
         Returns ``(transactions, skipped)``: ``skipped`` lists the indices of payments the payer
         could not fund (only with ``skip_insufficient``; otherwise ``InsufficientFunds`` is

@@ -918,9 +918,9 @@ class Simulation:
         """Send no person with a balance cap more than fits under it (opening plus everything
         received), in place: their incoming person-to-person payments and payslips go to
         class-1 persons instead. Value over a cap would be swept to the operator, and
-        ``build_payments`` chains a payee's receipt into its later payments of the same batch
-        without knowing of the sweep (the later payment would get ``UNKNOWN_INPUT``). Returns
-        how many payments and payslips moved."""
+        ``build_payments`` then does not chain that receipt into the payee's later payments of
+        the same batch (they are funded from its other tokens or skipped). Returns how many
+        payments and payslips moved."""
         n_p = len(person_ids)
         incoming = np.zeros(n_p, dtype=np.int64)
         to_person = payee >= PERSON_BASE

@@ -11,6 +11,7 @@ use crate::format::{
     Kind, Output, SignatureEntry, TokenId, WalletId, INPUTS_MAX, VALIDITY_MS_MAX,
 };
 use crate::ledger::Ledger;
+use crate::rules::{self, CapRisk};
 
 /// Secret keys by wallet id, held by a client (operator app, simulator, test).
 #[derive(Default, Debug)]
@@ -117,12 +118,24 @@ pub struct BuiltPayments {
     pub skipped: Vec<usize>,
 }
 
-/// Build and sign transfers for many payments against the ledger's current state. Payments of
-/// the same payer chain: a later one may spend the change of an earlier one, so the whole list
-/// settles in one batch, in order. Token selection: the smallest of the payer's 16 newest
-/// tokens that covers the amount alone; otherwise the newest tokens first, up to [`INPUTS_MAX`]
-/// inputs. A payment the payer cannot fund is skipped (its
+/// Build and sign transfers for many payments against the ledger's current state. Payments
+/// chain: a later one may spend the change of an earlier one, or a payment its payer received
+/// earlier in the list, so the whole list settles in one batch, in order. Token selection: the
+/// smallest of the payer's 16 newest tokens that covers the amount alone; otherwise the newest
+/// tokens first, up to [`INPUTS_MAX`] inputs. A payment the payer cannot fund is skipped (its
 /// index reported) when `skip_insufficient`, else the whole call fails.
+///
+/// Balance caps (docs/wallet-rules.md): only outputs that settle exactly as built are chained.
+/// For each payment the builder bounds the payee's balance at that point: at most its balance
+/// now plus everything paid to it earlier in the list, at least its balance now minus the
+/// inputs it spent earlier in the list. It asks [`rules::cap_risk`], the engine's rule, at the
+/// upper bound: if the payment cannot go over the cap, its receipt and the change are spendable
+/// later in the list; if part of it may be swept to the operator, only the change is (the
+/// receipt may be smaller or absent); if it may be refused with `LIMIT_BALANCE`, neither is,
+/// and its inputs are not offered to a later payment either, unless it is refused even at the
+/// lower bound (then they stay the payer's). So, for a batch of these transactions settled
+/// against the ledger's current state, the balance cap never makes a later built payment fail
+/// with `UNKNOWN_INPUT` or `INPUT_SPENT`.
 pub fn build_payments(
     ledger: &Ledger,
     keyring: &Keyring,
@@ -175,7 +188,7 @@ pub fn build_payments_with_references<R: AsRef<[u8]>>(
         )));
     }
     // Each payer's spendable tokens as seen by this build: the ledger's, minus those spent by
-    // earlier payments here, plus the change and receipts they created.
+    // earlier payments here, plus the change and receipts they created that settle as built.
     let mut views: HashMap<WalletId, Vec<(TokenId, u64)>> = HashMap::new();
     let view = |views: &mut HashMap<WalletId, Vec<(TokenId, u64)>>, w: WalletId| -> Result<()> {
         if !views.contains_key(&w) {
@@ -189,6 +202,11 @@ pub fn build_payments_with_references<R: AsRef<[u8]>>(
         }
         Ok(())
     };
+    // Per wallet: value paid to it earlier in this list (swept parts included) and value of the
+    // inputs it spent, so that its balance now plus / minus these bounds its balance when a
+    // later payment to it settles.
+    let mut received_fen: HashMap<WalletId, u64> = HashMap::new();
+    let mut spent_fen: HashMap<WalletId, u64> = HashMap::new();
     let mut bodies: Vec<(Vec<u8>, WalletId)> = Vec::with_capacity(payments.len());
     let mut skipped = Vec::new();
     for (n, p) in payments.iter().enumerate() {
@@ -261,10 +279,48 @@ pub fn build_payments_with_references<R: AsRef<[u8]>>(
             references[if references.len() == 1 { 0 } else { n }].as_ref(),
         );
         let id = tx_id_of_body(&body);
-        views
-            .get_mut(&p.payee)
-            .expect("view made")
-            .push((token_id(&id, 0), p.amount_fen));
+        // A self-payment leaves the balance as it was: the cap cannot touch it.
+        let risk = if p.payee == p.payer {
+            CapRisk::None
+        } else {
+            let balance_fen = ledger.wallet(p.payee).expect("view made").balance_fen;
+            let balance_min_fen =
+                balance_fen.saturating_sub(spent_fen.get(&p.payee).copied().unwrap_or(0));
+            if rules::cap_risk(ledger, p.payee, balance_min_fen, p.amount_fen) == CapRisk::Reject {
+                // Refused whatever happens before it: its inputs stay the payer's.
+                views
+                    .get_mut(&p.payer)
+                    .expect("view made")
+                    .extend(taken.into_iter().rev());
+                bodies.push((body, p.payer));
+                continue;
+            }
+            let seen = received_fen.entry(p.payee).or_insert(0);
+            let balance_max_fen = balance_fen.saturating_add(*seen);
+            *seen = seen.saturating_add(p.amount_fen);
+            let risk = rules::cap_risk(ledger, p.payee, balance_max_fen, p.amount_fen);
+            if risk == CapRisk::Sweep {
+                // The swept part goes to the payee's operator, whose balance grows by as much.
+                let operator = ledger.wallet(p.payee).expect("view made").attrs.operator;
+                let op_seen = received_fen.entry(operator).or_insert(0);
+                *op_seen = op_seen.saturating_add(p.amount_fen);
+            }
+            risk
+        };
+        let payer_spent = spent_fen.entry(p.payer).or_insert(0);
+        *payer_spent = payer_spent.saturating_add(gathered);
+        if risk == CapRisk::Reject {
+            // May be refused: its inputs stay out of the payer's view (spent if it settles,
+            // the payer's again if not) and nothing may build on its outputs.
+            bodies.push((body, p.payer));
+            continue;
+        }
+        if risk == CapRisk::None {
+            views
+                .get_mut(&p.payee)
+                .expect("view made")
+                .push((token_id(&id, 0), p.amount_fen));
+        }
         if change > 0 {
             views
                 .get_mut(&p.payer)

@@ -298,11 +298,10 @@ pub fn check(
         };
         let before = target.balance_fen;
         let after = before - lookup(&spent, w) + incoming;
-        let ceiling = cap.max(before);
-        if after <= ceiling {
+        let excess = excess_fen(cap, before, after);
+        if excess == 0 {
             continue;
         }
-        let excess = after - ceiling;
         if !can_sweep(ledger, target) {
             return Err(Status::LimitBalance);
         }
@@ -323,6 +322,52 @@ pub fn check(
         credits,
         swept_fen,
     })
+}
+
+/// The balance-cap rule: what a wallet's balance `after` a transaction exceeds the larger of
+/// its cap and its balance `before` by (0: within the rule). Nondecreasing in `before` for a
+/// fixed inflow `after - before`, so a bound on `before` bounds the excess ([`cap_risk`]).
+fn excess_fen(cap_fen: u64, before_fen: u64, after_fen: u64) -> u64 {
+    after_fen.saturating_sub(cap_fen.max(before_fen))
+}
+
+/// What the balance-cap rule may do to `incoming_fen` paid to `wallet` (by another wallet)
+/// when its balance at that point is at most `balance_max_fen` (a client's bound, e.g. the
+/// builder's: its balance now plus everything paid to it since).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CapRisk {
+    /// Credited in full, as built, whatever the balance up to the bound.
+    None,
+    /// The transaction settles but the receipt may be smaller than built or absent: part or
+    /// all of it may be swept to the operator, or (a wallet homed on another shard) it is
+    /// credited there.
+    Sweep,
+    /// The transaction may be refused with `LIMIT_BALANCE`.
+    Reject,
+}
+
+/// The [`CapRisk`] of a payment, by the rule [`check`] applies. Panics on an unknown wallet.
+pub fn cap_risk(
+    ledger: &Ledger,
+    wallet: WalletId,
+    balance_max_fen: u64,
+    incoming_fen: u64,
+) -> CapRisk {
+    if !ledger.is_local(wallet) {
+        return CapRisk::Sweep;
+    }
+    let target = &ledger.wallets[&wallet];
+    let Some(cap) = ledger.limits.of(target).balance_cap_fen else {
+        return CapRisk::None;
+    };
+    let after_max_fen = balance_max_fen.saturating_add(incoming_fen);
+    if excess_fen(cap, balance_max_fen, after_max_fen) == 0 {
+        CapRisk::None
+    } else if can_sweep(ledger, target) {
+        CapRisk::Sweep
+    } else {
+        CapRisk::Reject
+    }
 }
 
 /// Whether value over `wallet`'s balance cap can be swept to its linked deposit account: the
@@ -389,6 +434,19 @@ mod tests {
         // 2024 is a leap year: 2024-12-31 is day 20088, 2025-01-01 is 20089.
         assert_eq!(civil_year(20_088), 2024);
         assert_eq!(civil_year(20_089), 2025);
+    }
+
+    #[test]
+    fn excess_is_over_the_larger_of_cap_and_balance_before_and_grows_with_it() {
+        assert_eq!(excess_fen(100, 40, 100), 0);
+        assert_eq!(excess_fen(100, 40, 130), 30);
+        assert_eq!(excess_fen(100, 150, 140), 0); // over the cap already, but falling
+        assert_eq!(excess_fen(100, 150, 170), 20);
+        for before in 0..300u64 {
+            assert!(
+                excess_fen(100, before, before + 25) <= excess_fen(100, before + 1, before + 26)
+            );
+        }
     }
 
     #[test]
