@@ -24,7 +24,6 @@ import tongbao as tb
 from tongbao import payroll
 from tongbao.errors import PayrollFileError, PayrollRunError
 from tongbao.payroll import generate as gen
-from tongbao.payroll import run as payroll_run
 from tongbao.payroll.inputs import parse_csv_bytes
 from tongbao.payroll.reports import PAIN002_NS
 from tongbao.payroll.run import Plan, Reason, make_plan, write_atomic
@@ -466,11 +465,7 @@ class CrashingLedger:
     def __init__(self, ledger: tb.Ledger, crash_at: int, after: bool) -> None:
         self.inner, self.crash_at, self.after, self.calls = ledger, crash_at, after, 0
         self.wallet, self.unspent = ledger.wallet, ledger.unspent
-        self.payee_states = ledger.payee_states
-
-    @property
-    def limits(self) -> tb.Limits:
-        return self.inner.limits
+        self.payee_states, self.outflow_room = ledger.payee_states, ledger.outflow_room
 
     @property
     def last_timestamp_ms(self) -> int:
@@ -701,7 +696,10 @@ def test_payee_states_agree_with_wallet_info_and_with_settlement() -> None:
         info = ledger.wallet(w)
         assert info is not None
         assert states.status[i] == info.status and states.balance_fen[i] == info.balance_fen
-        cap = payroll_run.limits_of(limits, info).balance_cap_fen
+        caps = [limits.classes[min(max(info.wallet_class, 1), 4)].balance_cap_fen]
+        if info.parent:
+            caps.append(limits.sub_wallet.balance_cap_fen)
+        cap = min((c for c in caps if c is not None), default=None)
         assert int(states.balance_cap_fen[i]) == (states.NO_CAP if cap is None else cap)
     assert states.status[-1] == states.UNKNOWN
     assert states.can_sweep.tolist() == [False, True, False, False, False, False]

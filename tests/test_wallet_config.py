@@ -175,6 +175,12 @@ def test_sub_wallet_spending_counts_against_the_parent() -> None:
         keys, [100, 100, 100], [200, 200, 200], [200_000] * 2 + [50_000], 4
     )
     assert ledger.settle(txs, 4).ok
+    # outflow_room says so before paying: the sub-wallet's ¥1,000 per payment, and the
+    # parent's remaining 50,000 fen of daily room (not the sub-wallet's own 200,000).
+    assert ledger.outflow_room(101, 5) == (100_000, 50_000)
+    assert ledger.outflow_room(100, 5) == (200_000, 50_000)
+    with pytest.raises(tb.UnknownWallet):
+        ledger.outflow_room(999, 5)
     txs, _ = ledger.build_payments(keys, [101], [200], [60_000], 5)
     assert ledger.settle(txs, 5).status(0) == tb.Status.LIMIT_DAILY
     txs, _ = ledger.build_payments(keys, [101], [200], [50_000], 6)

@@ -139,6 +139,10 @@ class Ledger:
     def balances(self, wallet_ids: Sequence[int]) -> bytes:
         """Balances as little-endian u64 bytes."""
 
+    def outflow_room(self, wallet_id: int, timestamp_ms: int) -> tuple[int | None, int | None]:
+        """(per-payment cap, room under the daily and annual caps of the wallet and its parent)
+        at ``timestamp_ms``; None for no cap. Raises UnknownWallet."""
+
     def payee_states(self, wallet_ids: Sequence[int]) -> tuple[bytes, bytes, bytes, bytes]:
         """Status (u8, 255 unknown), balance (u64 LE), balance cap (u64 LE, max: none) and
         can-sweep (u8) of many wallets; releases the GIL."""

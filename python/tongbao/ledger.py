@@ -411,6 +411,24 @@ class Ledger:
             year_out_fen=d["year_out_fen"],
         )
 
+    def outflow_room(self, wallet_id: int, timestamp_ms: int) -> tuple[int | None, int | None]:
+        """What ``wallet_id`` may still pay out at ``timestamp_ms``, as settlement will judge
+        it: ``(payment_cap_fen, room_fen)``, the per-payment cap and the room left under the
+        daily and annual caps of the wallet and, for a sub-wallet, of its parent (Shanghai
+        calendar days and years); ``None`` where there is no cap. Raises ``UnknownWallet``.
+
+        >>> import tongbao as tb
+        >>> ledger, keys = tb.Ledger(), tb.Keyring()
+        >>> ledger.set_limits(tb.load_limits())  # the shipped default
+        >>> ledger.open_wallets(keys, [1], tb.WalletKind.CENTRAL_BANK)
+        >>> ledger.open_wallets(keys, [7], tb.WalletKind.PERSONAL, wallet_class=4)
+        >>> ledger.outflow_room(7, 1_000)  # class 4: ¥2,000 per payment, ¥5,000 a day
+        (200000, 500000)
+        >>> ledger.outflow_room(1, 1_000)
+        (None, None)
+        """
+        return self._core.outflow_room(wallet_id, timestamp_ms)
+
     def payee_states(self, wallet_ids: Sequence[int] | npt.NDArray[np.uint64]) -> PayeeStates:
         """Status, balance, effective balance cap and sweep eligibility of many wallets in one
         call (the engine's own rules, as settlement applies them); unknown ids are reported,

@@ -48,9 +48,8 @@ import tongbao as tb
 from tongbao import _core
 from tongbao.errors import InvalidArgument, PayrollRunError, UnknownWallet
 from tongbao.ledger import PayeeStates, Settlement, WalletInfo
-from tongbao.limits import ClassLimits, Limits
 from tongbao.payroll.inputs import Payroll
-from tongbao.types import Kind, Status, WalletKind, WalletStatus
+from tongbao.types import Kind, Status, WalletStatus
 
 #: Payees per chunk transaction (the funding transaction has one output per chunk).
 CHUNK_OUTPUTS = 1_000
@@ -114,8 +113,7 @@ class PayrollLedger(Protocol):
     def wallet(self, wallet_id: int) -> WalletInfo | None: ...
     def payee_states(self, wallet_ids: Sequence[int] | npt.NDArray[np.uint64]) -> PayeeStates: ...
     def unspent(self, wallet_id: int) -> list[tuple[bytes, int]]: ...
-    @property
-    def limits(self) -> Limits: ...
+    def outflow_room(self, wallet_id: int, timestamp_ms: int) -> tuple[int | None, int | None]: ...
     @property
     def last_timestamp_ms(self) -> int: ...
     def settle(self, batch: Sequence[bytes] | bytes, timestamp_ms: int) -> Settlement: ...
@@ -270,33 +268,6 @@ class Progress:
 # -- pre-flight ------------------------------------------------------------------------------
 
 
-def _tightest(a: ClassLimits, b: ClassLimits) -> ClassLimits:
-    def low(x: int | None, y: int | None) -> int | None:
-        if x is None:
-            return y
-        if y is None:
-            return x
-        return min(x, y)
-
-    return ClassLimits(*(low(x, y) for x, y in zip(a.row(), b.row(), strict=True)))
-
-
-def limits_of(limits: Limits, info: WalletInfo) -> ClassLimits:
-    """The effective caps of a wallet, as the engine computes them (docs/wallet-rules.md)."""
-    if info.kind in (WalletKind.CENTRAL_BANK, WalletKind.OPERATOR):
-        return ClassLimits()
-    caps = limits.classes[min(max(info.wallet_class, 1), 4)]
-    return _tightest(caps, limits.sub_wallet) if info.parent != 0 else caps
-
-
-def _shanghai_day(timestamp_ms: int) -> int:
-    return (timestamp_ms + 8 * 3_600_000) // 86_400_000
-
-
-def _year_of_day(day: int) -> int:
-    return int(np.datetime64(day, "D").astype("datetime64[Y]").astype(int)) + 1970
-
-
 def preflight(
     ledger: PayrollLedger, payroll: Payroll, employer: int, partial: bool, now_ms: int
 ) -> tuple[npt.NDArray[np.uint8], list[tuple[bytes, int]]]:
@@ -335,22 +306,14 @@ def preflight(
                 reasons[i] = Reason.AM02
             else:
                 incoming[u] = after - balance
-    # The employer's own caps: per payment (one chunk is one payment), daily and annual.
-    caps = limits_of(ledger.limits, boss)
-    day = _shanghai_day(now_ms)
-    room: list[int] = []
-    if caps.daily_cap_fen is not None:
-        used = boss.day_out_fen if boss.counter_day == day else 0
-        room.append(caps.daily_cap_fen - used)
-    if caps.annual_cap_fen is not None:
-        used = boss.year_out_fen if boss.counter_year == _year_of_day(day) else 0
-        room.append(caps.annual_cap_fen - used)
-    if room or caps.payment_cap_fen is not None:
-        out_room = min(room) if room else None
+    # The employer's own caps, as the engine judges them: per payment (one chunk is one
+    # payment), and the room under the daily and annual caps (its parent's too).
+    payment_cap_fen, out_room = ledger.outflow_room(employer, now_ms)
+    if out_room is not None or payment_cap_fen is not None:
         out = 0
         for i in np.flatnonzero(reasons == Reason.PAID).tolist():
             amount = int(amounts[i])
-            over_payment = caps.payment_cap_fen is not None and amount > caps.payment_cap_fen
+            over_payment = payment_cap_fen is not None and amount > payment_cap_fen
             over_room = out_room is not None and out + amount > out_room
             if over_payment or over_room:
                 reasons[i] = Reason.AM02
@@ -437,8 +400,8 @@ def make_plan(
         )
     reasons, tokens = preflight(ledger, payroll, employer, partial, timestamp_ms)
     accepted = np.flatnonzero(reasons == Reason.PAID).astype(np.int64)
-    caps = limits_of(ledger.limits, boss) if boss is not None else ClassLimits()
-    chunks = chunk_items(payroll.amounts_fen, accepted, chunk_outputs, caps.payment_cap_fen)
+    payment_cap_fen = ledger.outflow_room(employer, timestamp_ms)[0] if boss is not None else None
+    chunks = chunk_items(payroll.amounts_fen, accepted, chunk_outputs, payment_cap_fen)
     if len(chunks) > CHUNKS_MAX:
         raise InvalidArgument(
             f"{len(accepted):,} payees in chunks of {chunk_outputs} make {len(chunks)} chunks; "

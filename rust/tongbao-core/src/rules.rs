@@ -372,6 +372,35 @@ pub fn cap_risk(
 
 /// Whether value over `wallet`'s balance cap can be swept to its linked deposit account: the
 /// limits say "sweep", it has a linked account and an operator wallet that is not closed.
+/// What `wallet` may still pay out at `now_ms` under its caps, as [`check`] will judge it: the
+/// per-payment cap, and the room left under the daily and annual caps of the wallet and, for
+/// a sub-wallet, of its parent (`None`: no cap). `None` for an unknown wallet.
+pub fn outflow_room(
+    ledger: &Ledger,
+    wallet_id: WalletId,
+    now_ms: u64,
+) -> Option<(Option<u64>, Option<u64>)> {
+    let wallet = ledger.wallets.get(&wallet_id)?;
+    let limits = &ledger.limits;
+    let day = shanghai_day(now_ms);
+    let year = civil_year(day);
+    let mut room: Option<u64> = None;
+    let mut payers = vec![wallet];
+    if wallet.attrs.parent != 0 {
+        payers.extend(ledger.wallets.get(&wallet.attrs.parent));
+    }
+    for w in payers {
+        let caps = limits.of(w);
+        if let Some(cap) = caps.daily_cap_fen {
+            room = min_cap(room, Some(cap.saturating_sub(w.counters.today(day))));
+        }
+        if let Some(cap) = caps.annual_cap_fen {
+            room = min_cap(room, Some(cap.saturating_sub(w.counters.this_year(year))));
+        }
+    }
+    Some((limits.of(wallet).payment_cap_fen, room))
+}
+
 pub fn can_sweep(ledger: &Ledger, wallet: &Wallet) -> bool {
     let operator = wallet.attrs.operator;
     ledger.limits.over_balance_cap == OverCap::Sweep

@@ -542,6 +542,18 @@ impl PyLedger {
         Ok(PyBytes::new(py, &out))
     }
 
+    /// What a wallet may still pay out at `timestamp_ms` under its caps, as settlement judges
+    /// it: (per-payment cap, room under the daily and annual caps of the wallet and its
+    /// parent); None for no cap. Raises UnknownWallet for an unknown wallet.
+    fn outflow_room(
+        &self,
+        wallet_id: u64,
+        timestamp_ms: u64,
+    ) -> PyResult<(Option<u64>, Option<u64>)> {
+        core::rules::outflow_room(&self.inner, wallet_id, timestamp_ms)
+            .ok_or_else(|| CoreError(core::Error::UnknownWallet(wallet_id)).into())
+    }
+
     /// Payees as payroll pre-flight needs them, one pass for many ids: four byte arrays of
     /// status (u8: 0 active, 1 frozen, 2 closed, 255 unknown), balance (u64 LE), effective
     /// balance cap (u64 LE, u64::MAX for none) and can-sweep (u8 0/1).
