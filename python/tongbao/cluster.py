@@ -109,14 +109,51 @@ def key(kind: str, vshard: int) -> str:
     return f"tb:{{v{vshard:03d}}}:{kind}"
 
 
+#: URL schemes of a Redis Cluster (``redis+cluster://host:port``: any node; the client finds
+#: the others and follows slot moves and failovers).
+CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
+#: Errors after which a command may succeed later (Redis restarting, a Cluster master down or
+#: failing over): workers and clients wait and retry, everything else is a bug or poison.
+TRANSIENT_ERRORS = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.BusyLoadingError,
+    redis.exceptions.ClusterError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.SlotNotCoveredError,
+)
+
+
+def is_cluster_url(redis_url: str) -> bool:
+    """Whether ``redis_url`` names a Redis Cluster (``redis+cluster://``) rather than one Redis.
+
+    >>> is_cluster_url("redis+cluster://127.0.0.1:7000"), is_cluster_url("redis://127.0.0.1:7000")
+    (True, False)
+    """
+    return redis_url.startswith(CLUSTER_SCHEMES)
+
+
 def connect(redis_url: str, socket_timeout_s: float = 10.0, retries: int = REDIS_RETRIES) -> Any:
     """A redis-py client that retries a command after a connection error ``retries`` times
-    (redis-py's own default does not, for a plain ``from_url``). Typed ``Any``: redis-py's
-    annotations are looser than its replies (bytes here)."""
+    (redis-py's own default does not, for a plain ``from_url``). ``redis://`` gives a
+    ``redis.Redis``; ``redis+cluster://host:port`` (any node of a Redis Cluster) gives a
+    ``redis.RedisCluster``, which routes every command by its keys' slot. Typed ``Any``:
+    redis-py's annotations are looser than its replies (bytes here).
+
+    >>> type(connect("redis://127.0.0.1:1")).__name__
+    'Redis'
+    """
+    retry = Retry(ExponentialBackoff(cap=REDIS_BACKOFF_S_CAP, base=0.01), retries)
+    if is_cluster_url(redis_url):
+        return redis.RedisCluster.from_url(
+            redis_url.replace("+cluster", "", 1),
+            socket_timeout=socket_timeout_s,
+            retry=retry,
+        )
     return redis.Redis.from_url(
         redis_url,
         socket_timeout=socket_timeout_s,
-        retry=Retry(ExponentialBackoff(cap=REDIS_BACKOFF_S_CAP, base=0.01), retries),
+        retry=retry,
         retry_on_error=[redis.ConnectionError, redis.TimeoutError],
     )
 
@@ -244,6 +281,26 @@ return 1
 """
 
 
+#: KEYS lease, log epoch; ARGV token, epoch. Record (fenced) the lease epoch the vshard's log
+#: now carries; it only grows. 1 if recorded, 0 if the lease is not ours.
+_RECORD_LOG_EPOCH = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local cur = tonumber(redis.call('GET', KEYS[2]) or '0')
+if tonumber(ARGV[2]) > cur then redis.call('SET', KEYS[2], ARGV[2]) end
+return 1
+"""
+#: KEYS credit, in (one vshard: one slot); ARGV group, consumer, count. A Redis Cluster worker
+#: reads each vshard with this script (XREADGROUP over several slots is refused there); a
+#: pipeline of them costs one round trip per node.
+_READ = """
+return redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3],
+  'STREAMS', KEYS[1], KEYS[2], '>', '>')
+"""
+#: Seconds a Redis Cluster worker sleeps after a poll that found nothing, and a Redis Cluster
+#: client blocks on one vshard's notifications before it polls every answer.
+CLUSTER_POLL_S = 0.02
+
+
 def _ensure_group(client: redis.Redis, stream: str) -> None:
     try:
         client.xgroup_create(stream, GROUP, id="0", mkstream=True)
@@ -302,6 +359,10 @@ class Worker:
 
     def __init__(self, config: WorkerConfig) -> None:
         self.config = config
+        #: Lease owner and consumer name: the worker's name plus a per-process nonce, so two
+        #: processes given the same ``--name`` never share a lease or a consumer.
+        self.identity = f"{config.name}~{secrets.token_hex(6)}"
+        self.cluster_mode = is_cluster_url(config.redis_url)
         self.redis: Any = connect(config.redis_url)
         # XREADGROUP ">" is not idempotent: a retried read after a lost reply skips the
         # entries the lost reply carried (they wait in the pending list). Reads therefore never
@@ -314,6 +375,9 @@ class Worker:
         self._commit = self.redis.register_script(_COMMIT)
         self._commit_many = self.redis.register_script(_COMMIT_MANY)
         self._dead_letter = self.redis.register_script(_DEAD_LETTER)
+        self._record_log_epoch = self.redis.register_script(_RECORD_LOG_EPOCH)
+        self._read_sha = ""
+        self._refused: set[int] = set()
         self._last_claim = 0.0
         self._last_acquire = 0.0
         self._failures: dict[tuple[int, str, bytes], str] = {}
@@ -330,11 +394,13 @@ class Worker:
         c = self.config
         acquired_at = time.monotonic()  # the lease's TTL runs from here, not from the open
         epoch = int(
-            self._acquire(keys=[key("lease", v), key("epoch", v)], args=[c.name, c.lease_ttl_ms])
+            self._acquire(
+                keys=[key("lease", v), key("epoch", v)], args=[self.identity, c.lease_ttl_ms]
+            )
         )
         if epoch == 0:
             return
-        token = f"{epoch}:{c.name}"
+        token = f"{epoch}:{self.identity}"
         directory = c.data_dir / f"v{v:03d}"
         try:
             ledger = Ledger.open(
@@ -348,6 +414,24 @@ class Worker:
             # fence and close; try again later.
             self._renew(keys=[key("lease", v)], args=[token, 0])
             return
+        # The log must be at least as new as the last log Redis saw take this vshard: a fresh
+        # or stale directory (a standby without the shared volume, a wrong --data) would fork
+        # the shard. Refuse it; an operator must bring the right directory.
+        log_epoch, recorded = shard.epoch(ledger), int(self.redis.get(key("logepoch", v)) or 0)
+        if log_epoch < recorded:
+            if v not in self._refused:
+                log.error(
+                    "vshard %d: %s is at epoch %d, the cluster's log of this vshard is at epoch "
+                    "%d: a fresh or stale data directory, refused",
+                    v,
+                    directory,
+                    log_epoch,
+                    recorded,
+                )
+            self._refused.add(v)
+            ledger.close()
+            self._renew(keys=[key("lease", v)], args=[token, 0])
+            return
         shard.make_shard(ledger, c.vshard_count, v, _unsafe_reapply_credits=self._unsafe_reapply)
         try:
             shard.set_epoch(ledger, epoch)  # the log records who writes from here on
@@ -358,6 +442,10 @@ class Worker:
             ledger.close()
             self._renew(keys=[key("lease", v)], args=[token, 0])
             return
+        if not self._record_log_epoch(keys=[key("lease", v), key("logepoch", v)], args=[token, epoch]):
+            ledger.close()
+            return
+        self._refused.discard(v)
         for kind in ("in", "credit"):
             _ensure_group(self.redis, key(kind, v))
         owned = _Owned(v, epoch, token, ledger, acquired_at)
@@ -420,7 +508,8 @@ class Worker:
                 failure_key,
                 f"delivered {deliveries - 1} times without an acknowledgement (worker crashes?)",
             )
-            self._to_dlq(owned, stream, entry_id, fields, reason, reply)
+            answer = self._settled_answer(owned, fields) if kind == "in" else None
+            self._to_dlq(owned, stream, entry_id, fields, reason, reply, answer)
             return
         try:
             if kind == "credit":
@@ -539,7 +628,10 @@ class Worker:
         fields: dict[bytes, bytes],
         reason: str,
         reply: str,
+        answer: bytes | None = None,
     ) -> None:
+        """Move an entry to the dead-letter stream, answering its submitter ``answer`` (default
+        ``E`` + reason)."""
         v = owned.vshard
         log.error("vshard %d: entry %s to the dead-letter stream: %s", v, entry_id, reason)
         flat: list[bytes] = []
@@ -559,11 +651,27 @@ class Worker:
                 GROUP,
                 entry_id,
                 reason,
-                (b"E" + reason.encode()) if reply else b"",
+                (answer or b"E" + reason.encode()) if reply else b"",
                 REPLY_TTL_S,
                 *flat,
             ],
         )
+
+    @staticmethod
+    def _settled_answer(owned: _Owned, fields: dict[bytes, bytes]) -> bytes | None:
+        """The answer of a settle entry whose transactions the ledger already settled (an
+        earlier owner committed it, then crashed before acknowledging): ``S`` + ALREADY_SETTLED
+        for each, as a redelivery would say. ``None`` when any is not settled (or the entry
+        cannot be read): then the entry was never committed and its submitter gets ``E``."""
+        if fields.get(b"op") != b"settle":
+            return None
+        try:
+            txs = _core.unframe_batch(fields[b"batch"])
+        except (TongbaoError, KeyError, ValueError):
+            return None
+        if not txs or not all(owned.ledger.is_settled(_core.transaction_id(t)) for t in txs):
+            return None
+        return b"S" + bytes([Status.ALREADY_SETTLED]) * len(txs)
 
     def _ingress(self, owned: _Owned, fields: dict[bytes, bytes]) -> tuple[bytes, int]:
         op = fields.get(b"op", b"")
@@ -647,7 +755,7 @@ class Worker:
             if owned is None:
                 return False
             start, entries, _deleted = self.redis.xautoclaim(
-                stream, GROUP, self.config.name, idle_ms, start, count=CLAIM_COUNT
+                stream, GROUP, self.identity, idle_ms, start, count=CLAIM_COUNT
             )[:3]
             for entry_id, fields in entries:
                 if fields is None:
@@ -677,6 +785,41 @@ class Worker:
                 if self.owned.get(v) is owned:
                     owned.drain = not done
 
+    def _read_cluster(self, vshards: list[int]) -> list[Any]:
+        """XREADGROUP on a Redis Cluster: one script call per vshard (its two streams share a
+        slot), pipelined (one round trip per node); sleeps ``CLUSTER_POLL_S`` when nothing
+        came. Same shape as ``xreadgroup``'s reply."""
+        if not self._read_sha:
+            self._read_sha = self.reader.script_load(_READ)
+        pipe = self.reader.pipeline(transaction=False)
+        for v in vshards:
+            # (ClusterPipeline blocks its evalsha method, not the command: it routes EVALSHA by
+            # its keys.)
+            pipe.execute_command(
+                "EVALSHA",
+                self._read_sha,
+                2,
+                key("credit", v),
+                key("in", v),
+                GROUP,
+                self.identity,
+                READ_COUNT,
+            )
+        response = []
+        for result in pipe.execute(raise_on_error=False):
+            if isinstance(result, redis.exceptions.NoScriptError):
+                self._read_sha = ""  # a restarted node: load again, read next time
+                continue
+            if isinstance(result, Exception):
+                raise result
+            for stream, entries in result or []:
+                response.append(
+                    (stream, [(i, dict(zip(f[::2], f[1::2], strict=True))) for i, f in entries])
+                )
+        if not response:
+            time.sleep(CLUSTER_POLL_S)
+        return response
+
     def _step(self) -> None:
         self._leases()
         if not self.owned:
@@ -696,10 +839,15 @@ class Worker:
         if not streams:
             return
         try:
-            response = self.reader.xreadgroup(
-                GROUP, self.config.name, streams, count=READ_COUNT, block=READ_BLOCK_MS
-            )
-        except (redis.ConnectionError, redis.TimeoutError):
+            if self.cluster_mode:
+                response = self._read_cluster(
+                    [v for v, owned in self.owned.items() if not owned.drain]
+                )
+            else:
+                response = self.reader.xreadgroup(
+                    GROUP, self.identity, streams, count=READ_COUNT, block=READ_BLOCK_MS
+                )
+        except TRANSIENT_ERRORS:
             for owned in self.owned.values():
                 owned.drain = True  # the lost reply's entries wait in the pending list
             raise
@@ -746,7 +894,7 @@ class Worker:
                 down_since, backoff_s = None, 0.05
             except LeaseLost:
                 continue
-            except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as e:
+            except TRANSIENT_ERRORS as e:
                 # Whatever the failed command was, an entry may be left pending: drain first.
                 for owned in self.owned.values():
                     owned.drain = True
@@ -800,6 +948,7 @@ class Cluster:
         if not 1 <= entry_tx_max <= ENTRY_TX_MAX:
             raise InvalidArgument(f"entry_tx_max={entry_tx_max}: 1 to {ENTRY_TX_MAX}")
         self.redis: Any = connect(redis_url, max(timeout_s, 1.0) + 5.0)
+        self.cluster_mode = is_cluster_url(redis_url)
         self.vshard_count = cluster_vshard_count(self.redis, vshard_count)
         self.inflight_max = inflight_max
         self.entry_tx_max = entry_tx_max
@@ -825,7 +974,7 @@ class Cluster:
                 # settles nothing and its answer does not replace the first (SET NX).
                 self.redis.xadd(key("in", v), {**fields, "reply": reply})
                 return reply
-            except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
+            except TRANSIENT_ERRORS:
                 if time.monotonic() > deadline:
                     raise ClusterTimeout(f"Redis unreachable for {self.timeout_s} s") from None
                 time.sleep(0.1)
@@ -842,13 +991,23 @@ class Cluster:
             )
         ready = list(pending)
         try:
-            got = self.redis.blpop(
-                [r + ":n" for r in pending], timeout=min(max(remaining, 0.01), 1.0)
-            )
-            if got is not None:
-                ready = [got[0].decode()[: -len(":n")]]
-            payloads = self.redis.mget(ready)
-        except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
+            if self.cluster_mode:
+                # One BLPOP may only name keys of one slot: block briefly on the oldest entry's
+                # vshard, then read every answer (MGET split by slot).
+                v = next(iter(pending.values())).vshard
+                self.redis.blpop(
+                    [r + ":n" for r, item in pending.items() if item.vshard == v],
+                    timeout=min(max(remaining, 0.01), CLUSTER_POLL_S),
+                )
+                payloads = self.redis.mget_nonatomic(ready)
+            else:
+                got = self.redis.blpop(
+                    [r + ":n" for r in pending], timeout=min(max(remaining, 0.01), 1.0)
+                )
+                if got is not None:
+                    ready = [got[0].decode()[: -len(":n")]]
+                payloads = self.redis.mget(ready)
+        except TRANSIENT_ERRORS:
             time.sleep(0.1)
             return
         for reply, payload in zip(ready, payloads, strict=True):
@@ -1029,6 +1188,7 @@ def cluster_status(redis_client: redis.Redis) -> list[VshardStatus]:
     for v in range(count):
         lease = client.get(key("lease", v))
         epoch_text, _, owner = (lease or b"0:").decode().partition(":")
+        owner = owner.rsplit("~", 1)[0]  # the worker's name, without its process nonce
         in_lag, in_pending = _group_info(client, key("in", v))
         credit_lag, credit_pending = _group_info(client, key("credit", v))
         stats = client.hgetall(key("stats", v))
@@ -1056,7 +1216,7 @@ def wait_idle(client: redis.Redis, timeout_s: float = 30.0) -> list[VshardStatus
     while True:
         try:
             status = cluster_status(client)
-        except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
+        except TRANSIENT_ERRORS:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)

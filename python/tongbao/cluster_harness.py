@@ -40,6 +40,20 @@ def free_port() -> int:
             return port
 
 
+def free_cluster_port() -> int:
+    """A free loopback port whose Redis Cluster bus port (port + 10000) is free too."""
+    rng = random.Random()
+    while True:
+        port = rng.randrange(20_000, 30_000)
+        try:
+            for p in (port, port + 10_000):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        return port
+
+
 class RedisServer:
     """A private ``redis-server`` on a loopback port, durable (AOF, ``appendfsync always``,
     ``aof-load-truncated no``), that can be SIGKILLed and restarted on the same data."""
@@ -49,17 +63,22 @@ class RedisServer:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
+        self.extra: list[str] = []
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> None:
+    def start(self, extra: list[str] | None = None) -> None:
+        """Start (or restart) the server on its directory; ``extra`` arguments are kept for
+        restarts."""
+        if extra is not None:
+            self.extra = extra
         args = [
             "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
             "--dir", str(self.directory), "--appendonly", "yes", "--appendfsync", "always",
             "--aof-load-truncated", "no", "--save", "", "--daemonize", "no",
-            "--logfile", str(self.directory / "redis.log"),
+            "--logfile", str(self.directory / "redis.log"), *self.extra,
         ]  # fmt: skip
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis.Redis(port=self.port, socket_timeout=1.0)
@@ -88,6 +107,111 @@ class RedisServer:
             self.process.terminate()
             self.process.wait(timeout=10)
         self.process = None
+
+
+class RedisClusterServers:
+    """A private Redis Cluster of ``masters`` masters (``replicas`` replicas each) on free
+    loopback ports, built from the ``redis-server`` binary with ``redis-cli --cluster create``.
+    Every node is durable like :class:`RedisServer` and lives in its own directory; a master
+    can be SIGKILLed and restarted from its AOF (``nodes.conf`` keeps its identity and slots).
+    ``url`` is a ``redis+cluster://`` URL (see :func:`tongbao.cluster.connect`)."""
+
+    def __init__(
+        self, directory: Path, masters: int = 3, replicas: int = 0, node_timeout_ms: int = 3000
+    ) -> None:
+        self.directory = directory
+        self.replicas = replicas
+        self.node_timeout_ms = node_timeout_ms
+        self.nodes = [
+            RedisServer(directory / f"node{i}", free_cluster_port()) for i in range(masters * (1 + replicas))
+        ]
+
+    @property
+    def url(self) -> str:
+        return f"redis+cluster://127.0.0.1:{self.nodes[0].port}"
+
+    def _start_node(self, node: RedisServer) -> None:
+        node.start(
+            [
+                "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                "--cluster-node-timeout", str(self.node_timeout_ms),
+            ]  # fmt: skip
+        )
+
+    def start(self) -> None:
+        """Start every node, create the cluster, wait until every node says ``cluster_state:ok``."""
+        try:
+            for node in self.nodes:
+                self._start_node(node)
+            self._create()
+        except BaseException:
+            self.kill()
+            raise
+
+    def _create(self) -> None:
+        subprocess.run(
+            [
+                "redis-cli", "--cluster", "create",
+                *(f"127.0.0.1:{n.port}" for n in self.nodes),
+                "--cluster-replicas", str(self.replicas), "--cluster-yes",
+            ],  # fmt: skip
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            timeout=60,
+        )
+        self.wait_ok()
+
+    def wait_ok(self, timeout_s: float = 30.0) -> None:
+        """Wait until every running node reports ``cluster_state:ok``."""
+        deadline = time.monotonic() + timeout_s
+        for node in self.nodes:
+            if node.process is None:
+                continue
+            client = redis.Redis(port=node.port, socket_timeout=1.0)
+            try:
+                while True:
+                    try:
+                        info = client.execute_command("CLUSTER", "INFO")
+                        if "cluster_state:ok" in str(info) or (
+                            isinstance(info, dict) and info.get("cluster_state") == "ok"
+                        ):
+                            break
+                    except (redis.ConnectionError, redis.BusyLoadingError, redis.TimeoutError):
+                        pass
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"Redis Cluster node {node.port} not ok")
+                    time.sleep(0.05)
+            finally:
+                client.close()
+
+    def master_of(self, key: str) -> RedisServer:
+        """The node that serves ``key``'s slot now."""
+        client = redis.Redis(port=self.nodes[0].port, socket_timeout=2.0)
+        try:
+            slot = int(client.execute_command("CLUSTER KEYSLOT", key))
+            for lo, hi, primary, *_ in client.execute_command("CLUSTER SLOTS"):
+                if lo <= slot <= hi:
+                    port = int(primary[1])
+                    return next(n for n in self.nodes if n.port == port)
+        finally:
+            client.close()
+        raise RuntimeError(f"no node serves {key}")
+
+    def kill_and_restart(self, node: RedisServer) -> None:
+        """SIGKILL one node and start it again on its AOF and ``nodes.conf``."""
+        node.kill()
+        self._start_node(node)
+
+    def stop(self) -> None:
+        """Stop every node."""
+        for node in self.nodes:
+            node.stop()
+
+    def kill(self) -> None:
+        """SIGKILL every node."""
+        for node in self.nodes:
+            node.kill()
 
 
 @dataclass
@@ -244,7 +368,8 @@ def cluster_balances(data_dir: Path, vshard_count: int, wallet_ids: list[int]) -
 
 @dataclass
 class CampaignResult:
-    """What a fault campaign did and what the checker found."""
+    """What a fault campaign did and what the checker found (``entries``: stream entries
+    acknowledged, ``seconds``: wall time; set by the Redis Cluster campaign)."""
 
     worker_kills: int
     redis_kills: int
@@ -253,6 +378,8 @@ class CampaignResult:
     mismatches: list[str]
     balance_errors: list[str]
     report: CheckReport
+    entries: int = 0
+    seconds: float = 0.0
 
 
 def run_campaign(
@@ -332,3 +459,104 @@ def run_campaign(
     finally:
         pool.stop_all()
         server.stop()
+
+
+def run_cluster_campaign(
+    directory: Path,
+    *,
+    events: int,
+    vshard_count: int = 8,
+    hosts: int = 2,
+    workers_per_host: int = 2,
+    wallets: int = 40,
+    payments: int = 40,
+    seed: int = 11,
+) -> CampaignResult:
+    """The fault campaign on a 3-master Redis Cluster (:class:`RedisClusterServers`) with
+    ``hosts`` simulated hosts of ``workers_per_host`` workers each (every host serves every
+    vshard, split among its workers; one data directory stands for the shared volume). Each of
+    ``events`` rounds has one fault landing mid-round, alternately: every worker process of one
+    host SIGKILLed (the other hosts take over; the host comes back as a standby), or the Redis
+    master of a random vshard SIGKILLed and restarted from its AOF. Then everything stops and
+    the history, the balances and the checker are checked."""
+    rng = random.Random(seed)
+    began = time.monotonic()
+    servers = RedisClusterServers(directory / "redis")
+    servers.start()
+    data = directory / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    pool = WorkerPool(servers.url, data, vshard_count)
+    per = -(-vshard_count // workers_per_host)
+    ranges = [
+        f"{i * per}-{min(vshard_count, (i + 1) * per) - 1}"
+        for i in range(workers_per_host)
+        if i * per < vshard_count
+    ]
+
+    def start_host(h: int) -> list[str]:
+        return [pool.start(r, name=f"host{h}-{pool.started + 1}") for r in ranges]
+
+    worker_kills = redis_kills = rounds = 0
+    try:
+        members = {h: start_host(h) for h in range(hosts)}
+        with cluster.Cluster(
+            servers.url, vshard_count=vshard_count, inflight_max=4, entry_tx_max=16, timeout_s=120
+        ) as client:
+            load = Workload(client, wallets=wallets, seed=seed)
+            load.fund()
+            for k in range(events):
+                delay_s = rng.uniform(0.0, 0.15)
+                kill_redis = k % 2 == 1
+                host = rng.randrange(hosts)
+                master = servers.master_of(cluster.key("in", rng.randrange(vshard_count)))
+
+                def strike(
+                    kill_redis: bool = kill_redis,
+                    host: int = host,
+                    master: RedisServer = master,
+                    delay_s: float = delay_s,
+                ) -> None:
+                    time.sleep(delay_s)
+                    if kill_redis:
+                        servers.kill_and_restart(master)
+                    else:
+                        for name in members[host]:
+                            pool.kill(name)
+
+                t = threading.Thread(target=strike)
+                t.start()
+                load.round(payments)
+                t.join()
+                rounds += 1
+                if kill_redis:
+                    redis_kills += 1
+                else:
+                    worker_kills += len(members[host])
+                    members[host] = start_host(host)
+            load.round(payments)
+            rounds += 1
+            load.client_wait()
+            entries = sum(s.entries for s in cluster.cluster_status(client.redis))
+            pool.stop_all()
+            expected = load.expected_balances()
+            got = cluster_balances(data, vshard_count, list(expected))
+            balance_errors = [
+                f"wallet {w}: cluster {got[w]}, reference {expected[w]}"
+                for w in expected
+                if got[w] != expected[w]
+            ]
+            report = check_cluster(data, vshard_count, client.redis, load.history)
+            return CampaignResult(
+                worker_kills,
+                redis_kills,
+                rounds,
+                report.acknowledged,
+                load.mismatches,
+                balance_errors,
+                report,
+                entries,
+                time.monotonic() - began,
+            )
+    finally:
+        pool.stop_all()
+        servers.stop()
