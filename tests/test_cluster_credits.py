@@ -208,6 +208,26 @@ def test_receiving_side_rules_sweep_bounce_and_suspense() -> None:
     assert credits_in - credits_out == 3_700 == outstanding + suspense - (issued - redeemed)
 
 
+def test_a_credit_for_an_unknown_owner_bounces_or_waits_in_suspense() -> None:
+    # Per credit, not per entry: the others of the same import apply; the unknown owner's value
+    # goes back to the payer, or (nobody to refund) into suspense. Nothing is lost.
+    _, shards, payer, payee = _two_shards()
+    home = shards.home(payee)
+    stranger = next(w for w in range(123_000, 124_000) if shards.home(w) is home)
+    bounced, orphan = _credit(stranger, 900, payer, b"b"), _credit(stranger, 40, 0, b"o")
+    statuses = shard.import_credits(home, [bounced, _credit(payee, 5, payer, b"p"), orphan])
+    assert statuses.tolist() == [tb.Status.UNKNOWN_WALLET, tb.Status.OK, tb.Status.UNKNOWN_WALLET]
+    assert home.balance(payee) == 5 and shard.suspense(home) == [orphan]
+    shards.deliver(random.Random(0), duplicates=0.5)
+    assert shards.home(payer).balance(payer) == 900  # the bounce arrived, once
+    for ledger in shards.ledgers:
+        ledger.check_invariants()
+    issued, redeemed, outstanding, credits_in, credits_out = shards.totals()
+    suspense = sum(shard.totals(ledger).suspense_fen for ledger in shards.ledgers)
+    # Value created by this test's hand-made credits: 900 + 5 + 40.
+    assert credits_in - credits_out == 945 == outstanding + suspense - (issued - redeemed)
+
+
 def test_misrouted_or_bad_credits_are_refused_whole() -> None:
     _, shards, payer, payee = _two_shards()
     home = shards.home(payee)
@@ -215,8 +235,9 @@ def test_misrouted_or_bad_credits_are_refused_whole() -> None:
         shard.import_credits(home, [_credit(payee, 1, 0), _credit(payer, 1, 0, b"y")])
     with pytest.raises(tb.InvalidArgument, match="zero value"):
         shard.import_credits(home, [_credit(payee, 0, 0)])
-    with pytest.raises(tb.UnknownWallet):
-        shard.import_credits(home, [_credit(123_456, 1, 0)])
+    stranger = next(w for w in range(123_000, 124_000) if shards.home(w) is not home)
+    with pytest.raises(tb.InvalidArgument, match="lives on vshard"):
+        shard.import_credits(home, [_credit(stranger, 1, 0)])  # unknown and misrouted
     assert shard.totals(home).imported_count == 0 and home.balance(payee) == 0
     with pytest.raises(tb.InvalidArgument, match="cannot become"):
         shard.make_shard(home, 3, 0)

@@ -442,7 +442,9 @@ class Worker:
             ledger.close()
             self._renew(keys=[key("lease", v)], args=[token, 0])
             return
-        if not self._record_log_epoch(keys=[key("lease", v), key("logepoch", v)], args=[token, epoch]):
+        if not self._record_log_epoch(
+            keys=[key("lease", v), key("logepoch", v)], args=[token, epoch]
+        ):
             ledger.close()
             return
         self._refused.discard(v)
@@ -966,14 +968,18 @@ class Cluster:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _submit(self, v: int, fields: dict[str, Any], deadline: float) -> str:
-        reply = key("res:", v) + secrets.token_hex(12)
+    def _submit_many(self, entries: list[tuple[int, dict[str, Any]]], deadline: float) -> list[str]:
+        """XADD entries in one pipeline (one round trip per node); returns their reply keys."""
+        replies = [key("res:", v) + secrets.token_hex(12) for v, _ in entries]
         while True:
             try:
-                # A retry after a lost reply may add the entry twice: harmless, the second
+                # A retry after a lost reply may add an entry twice: harmless, the second
                 # settles nothing and its answer does not replace the first (SET NX).
-                self.redis.xadd(key("in", v), {**fields, "reply": reply})
-                return reply
+                pipe = self.redis.pipeline(transaction=False)
+                for (v, fields), reply in zip(entries, replies, strict=True):
+                    pipe.xadd(key("in", v), {**fields, "reply": reply})
+                pipe.execute()
+                return replies
             except TRANSIENT_ERRORS:
                 if time.monotonic() > deadline:
                     raise ClusterTimeout(f"Redis unreachable for {self.timeout_s} s") from None
@@ -1001,11 +1007,11 @@ class Cluster:
                 )
                 payloads = self.redis.mget_nonatomic(ready)
             else:
-                got = self.redis.blpop(
+                # Block until one answer is notified, then read every pending answer: those
+                # that came meanwhile cost no further round trip.
+                self.redis.blpop(
                     [r + ":n" for r in pending], timeout=min(max(remaining, 0.01), 1.0)
                 )
-                if got is not None:
-                    ready = [got[0].decode()[: -len(":n")]]
                 payloads = self.redis.mget(ready)
         except TRANSIENT_ERRORS:
             time.sleep(0.1)
@@ -1087,11 +1093,16 @@ class Cluster:
     ) -> None:
         deadline = time.monotonic() + self.timeout_s
         pending: dict[str, _Pending] = {}
-        for v, fields, indices in entries:
+        at = 0
+        while at < len(entries):
             while len(pending) >= self.inflight_max:
                 self._wait(pending, deadline, on_reply)
-            reply = self._submit(v, fields, deadline)
-            pending[reply] = _Pending(v, indices, time.monotonic())
+            chunk = entries[at : at + self.inflight_max - len(pending)]
+            at += len(chunk)
+            replies = self._submit_many([(v, fields) for v, fields, _ in chunk], deadline)
+            sent_at = time.monotonic()
+            for (v, _, indices), reply in zip(chunk, replies, strict=True):
+                pending[reply] = _Pending(v, indices, sent_at)
         while pending:
             self._wait(pending, deadline, on_reply)
 

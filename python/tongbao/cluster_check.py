@@ -12,7 +12,10 @@ its log) and Redis up (it reads the credit streams). It checks:
   owner's shard has not imported): a credit applied twice, or lost, breaks this;
 - every acknowledged transaction (OK or ALREADY_SETTLED to a client) is settled on its payer's
   shard, and its inputs are spent there;
-- no token spent by two different acknowledged transactions.
+- no token spent by two different acknowledged transactions;
+- nothing is stuck: no dead-lettered entries, no value in a shard's suspense, and (unless
+  ``expect_idle=False``) no credit still waiting to be imported. These hold value that an
+  operator must look at; they are reported as errors, with the amounts.
 """
 
 from __future__ import annotations
@@ -72,9 +75,15 @@ class CheckReport:
 
 
 def check_cluster(
-    data_dir: str | os.PathLike[str], vshard_count: int, redis_client: redis.Redis, history: History
+    data_dir: str | os.PathLike[str],
+    vshard_count: int,
+    redis_client: redis.Redis,
+    history: History,
+    *,
+    expect_idle: bool = True,
 ) -> CheckReport:
-    """Check the cluster whose vshard ledgers live under ``data_dir`` (see the module doc)."""
+    """Check the cluster whose vshard ledgers live under ``data_dir`` (see the module doc).
+    ``expect_idle=False`` accepts credits still on their way (a check while traffic flows)."""
     client: Any = redis_client
     root = Path(data_dir)
     ledgers: dict[int, Ledger] = {}
@@ -100,6 +109,12 @@ def check_cluster(
             c_in += t.credits_in_fen
             c_out += t.credits_out_fen
             outbox_fen += t.outbox_fen
+            if t.suspense_fen:
+                errors.append(
+                    f"vshard {v}: suspense holds {t.suspense_fen} fen in "
+                    f"{len(shard.suspense(ledger))} credits (no owner could take them, nobody to "
+                    "refund): an operator must resolve them"
+                )
         # Credits sent but not (yet) imported by their owner's shard.
         seen: set[bytes] = set()
         unimported_fen = 0
@@ -118,6 +133,19 @@ def check_cluster(
                 if len(entries) < XRANGE_COUNT:
                     break
                 start = "(" + entries[-1][0].decode()
+        for v in range(vshard_count):
+            dead = int(client.xlen(key("dlq", v)))
+            if dead:
+                errors.append(
+                    f"vshard {v}: {dead} dead-lettered entries in {key('dlq', v)} (their value "
+                    "or their submitters' transactions wait for an operator)"
+                )
+        if expect_idle and outbox_fen + unimported_fen:
+            errors.append(
+                f"{outbox_fen + unimported_fen} fen of credits not imported (undelivered "
+                f"outboxes {outbox_fen}, credit streams {unimported_fen}): the cluster is not "
+                "idle, or credits are stuck"
+            )
         in_flight = c_out - c_in
         if in_flight != outbox_fen + unimported_fen:
             errors.append(

@@ -144,6 +144,12 @@ def add_cluster(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
     p.add_argument(
         "--redis-kill-every", type=int, default=10, help="campaign: every Nth kill is Redis"
     )
+    p.add_argument(
+        "--redis-cluster",
+        action="store_true",
+        help="campaign: on a 3-master Redis Cluster; --kills faults alternate between all "
+        "workers of one host and one Redis master",
+    )
     p.add_argument("--interval-s", type=float, default=1.0, help="throughput sampling window")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=run_cluster)
@@ -152,18 +158,26 @@ def add_cluster(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
 def run_cluster(args: argparse.Namespace, console: Console) -> int:
     """Run ``tongbao cluster status``, or ``tongbao cluster campaign``: a private cluster on
     this machine (redis-server and two workers on loopback) under ``--kills`` SIGKILLs of
-    workers and Redis, then the checker; exit status 1 if anything was lost or applied twice."""
+    workers and Redis, then the checker; exit status 1 if anything was lost or applied twice.
+    ``--redis-cluster``: the same on a 3-master Redis Cluster with two hosts of two workers."""
     if args.action == "campaign":
-        from tongbao.cluster_harness import run_campaign
+        from tongbao.cluster_harness import run_campaign, run_cluster_campaign
 
         directory = args.dir or Path(tempfile.mkdtemp(prefix="tongbao-campaign-"))
-        result = run_campaign(directory, kills=args.kills, redis_kill_every=args.redis_kill_every)
+        if args.redis_cluster:
+            result = run_cluster_campaign(directory, events=args.kills)
+        else:
+            result = run_campaign(
+                directory, kills=args.kills, redis_kill_every=args.redis_kill_every
+            )
         failures = result.mismatches + result.balance_errors + result.report.errors
         summary = {
             "worker_kills": result.worker_kills,
             "redis_kills": result.redis_kills,
             "rounds": result.rounds,
             "acknowledged": result.acknowledged,
+            "entries": result.entries,
+            "seconds": round(result.seconds, 1),
             "failures": failures[:20],
         }
         sys.stdout.write(orjson.dumps(summary).decode() + "\n")

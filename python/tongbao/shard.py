@@ -157,9 +157,10 @@ def shard_of(ledger: Ledger) -> tuple[int, int] | None:
 
 def import_credits(ledger: Ledger, credits: Sequence[Credit] | bytes) -> npt.NDArray[np.uint8]:
     """Import credits exported by other shards, each exactly once (logged before it returns).
-    One status per credit: OK, ALREADY_SETTLED (imported before), WALLET_CLOSED or
-    LIMIT_BALANCE (bounced to ``refund_to`` or held in suspense; see ``docs/cluster.md``).
-    Raises ``UnknownWallet``, ``InvalidArgument`` (owner homed elsewhere, zero value) or
+    One status per credit: OK, ALREADY_SETTLED (imported before), WALLET_CLOSED,
+    LIMIT_BALANCE or UNKNOWN_WALLET (owner not registered here): bounced to ``refund_to`` or
+    held in suspense; see ``docs/cluster.md``.
+    Raises ``InvalidArgument`` (owner homed elsewhere, zero value) or
     ``BatchRejected`` (over ``CREDIT_BATCH_MAX``), applying nothing. Releases the GIL."""
     packed = credits if isinstance(credits, bytes) else pack_credits(credits)
     return np.frombuffer(_core.shard_import_credits(ledger._core, packed), dtype=np.uint8)

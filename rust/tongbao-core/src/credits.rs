@@ -324,9 +324,10 @@ impl Ledger {
 
     /// Import credits exported by other shards, each exactly once: one status per credit, OK
     /// (applied, possibly part swept to the operator), ALREADY_SETTLED (imported before),
-    /// WALLET_CLOSED or LIMIT_BALANCE (bounced to `refund_to`, or held in suspense).
-    /// Errors (nothing applied): a batch over [`CREDIT_BATCH_MAX`], a zero value, an unknown
-    /// owner, an owner homed on another shard, a value that would overflow the supply.
+    /// WALLET_CLOSED, LIMIT_BALANCE or UNKNOWN_WALLET (an owner not registered on this shard:
+    /// bounced to `refund_to`, or held in suspense).
+    /// Errors (nothing applied): a batch over [`CREDIT_BATCH_MAX`], a zero value, an owner
+    /// homed on another shard, a value that would overflow the supply.
     pub fn import_credits(&mut self, credits: &[Credit]) -> Result<Vec<Status>> {
         self.check_not_failed()?;
         let Some(spec) = self.shard.spec else {
@@ -344,9 +345,6 @@ impl Ledger {
         for (i, c) in credits.iter().enumerate() {
             if c.value_fen == 0 {
                 return Err(Error::InvalidArgument(format!("credit {i}: zero value")));
-            }
-            if !self.wallets.contains_key(&c.owner) {
-                return Err(Error::UnknownWallet(c.owner));
             }
             if !self.is_local(c.owner) {
                 return Err(Error::InvalidArgument(format!(
@@ -431,7 +429,9 @@ impl Ledger {
 
     /// The receiving side's wallet rules for a credit (docs/wallet-rules.md).
     fn placement(&self, c: &Credit) -> Placement {
-        let w = &self.wallets[&c.owner];
+        let Some(w) = self.wallets.get(&c.owner) else {
+            return Placement::Reject(Status::UnknownWallet);
+        };
         if w.attrs.status == WalletStatus::Closed {
             return Placement::Reject(Status::WalletClosed);
         }
