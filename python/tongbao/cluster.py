@@ -347,6 +347,16 @@ class _Owned:
     drain: bool = True
 
 
+@dataclass
+class _Settled:
+    """Entries of one vshard settled together, waiting for their credits to be sent and their
+    fenced acknowledgement (done for every vshard of one read at once)."""
+
+    owned: _Owned
+    keys: list[str]
+    args: list[Any]
+
+
 class LeaseLost(TongbaoError):
     """A worker's lease on a vshard was taken (or expired): it stops serving that vshard."""
 
@@ -378,6 +388,9 @@ class Worker:
         self._record_log_epoch = self.redis.register_script(_RECORD_LOG_EPOCH)
         self._read_sha = ""
         self._refused: set[int] = set()
+        #: While the vshards of one read are handled: settled groups whose credits and
+        #: acknowledgements are sent afterwards, all in one pipeline each.
+        self._settled: list[_Settled] | None = None
         self._last_claim = 0.0
         self._last_acquire = 0.0
         self._failures: dict[tuple[int, str, bytes], str] = {}
@@ -602,25 +615,84 @@ class Worker:
             raise
         except (TongbaoError, KeyError, ValueError):
             return False  # nothing applied: one at a time finds the culprit
-        self._flush_outbox(owned)
         replies = [self._reply_key(v, f) for _, f in entries]
         keys = [key("lease", v), key(kind, v), key("stats", v)]
         for reply in replies:
             keys += [reply, reply + ":n"] if reply else [key("stats", v)] * 2
-        self._fenced(
-            owned,
-            self._commit_many,
-            keys,
-            [
-                GROUP,
-                len(entries),
-                REPLY_TTL_S,
-                txs,
-                *(entry_id for entry_id, _ in entries),
-                *(p if r else b"" for p, r in zip(payloads, replies, strict=True)),
-            ],
-        )
+        args = [
+            GROUP,
+            len(entries),
+            REPLY_TTL_S,
+            txs,
+            *(entry_id for entry_id, _ in entries),
+            *(p if r else b"" for p, r in zip(payloads, replies, strict=True)),
+        ]
+        if self._settled is not None:
+            self._settled.append(_Settled(owned, keys, args))  # sent by _finish_settled
+            return True
+        self._flush_outbox(owned)
+        self._fenced(owned, self._commit_many, keys, args)
         return True
+
+    def _finish_settled(self, settled: list[_Settled]) -> None:
+        """Send the credits of every vshard settled in this read (one XADD per destination
+        vshard, credits of all sources together), then acknowledge and answer them (one
+        pipeline of fenced scripts). The order per vshard is the same as one at a time:
+        credits out before the acknowledgement."""
+        settled = [s for s in settled if self.owned.get(s.owned.vshard) is s.owned]
+        if not settled:
+            return
+        self._flush_many(list({s.owned.vshard: s.owned for s in settled}.values()))
+        pipe = self.redis.pipeline(transaction=False)
+        for s in settled:
+            # EVALSHA by command: a cluster pipeline routes it by its keys (one vshard's slot).
+            pipe.execute_command(
+                "EVALSHA", self._commit_many.sha, len(s.keys), *s.keys, s.owned.token, *s.args
+            )
+        results = pipe.execute(raise_on_error=False)
+        for s, result in zip(settled, results, strict=True):
+            if isinstance(result, redis.exceptions.NoScriptError):
+                result = self._commit_many(keys=s.keys, args=[s.owned.token, *s.args])  # loads
+            elif isinstance(result, Exception):
+                raise result
+            if not result:
+                self._drop(s.owned.vshard, "fenced: lease taken")
+
+    def _flush_many(self, owned_list: list[_Owned]) -> None:
+        """``_flush_outbox`` for several vshards at once: their new exports grouped by
+        destination, one XADD per destination (at most ``OUTBOX_FLUSH_MAX`` credits each)."""
+        count = self.config.vshard_count
+        parts: dict[int, list[tuple[int, bytes]]] = {}
+        sent: list[tuple[_Owned, int]] = []
+        for owned in owned_list:
+            seqs, packed = shard.outbox_packed(owned.ledger, OUTBOX_FLUSH_MAX, owned.sent_upto)
+            if len(seqs):
+                records = np.frombuffer(packed, dtype=_CREDIT_DTYPE)
+                dests = shard.home_vshards(records["owner"], count)
+                for d in np.unique(dests):
+                    parts.setdefault(int(d), []).append(
+                        (owned.vshard, records[dests == d].tobytes())
+                    )
+                sent.append((owned, int(seqs[-1])))
+        if parts:
+            pipe = self.redis.pipeline(transaction=False)
+            size = OUTBOX_FLUSH_MAX * _CREDIT_DTYPE.itemsize
+            for d, chunks in parts.items():
+                blob, sources = b"", list[int]()
+                for src, chunk in [*chunks, (-1, b"")]:
+                    if blob and (src < 0 or len(blob) + len(chunk) > size):
+                        pipe.xadd(
+                            key("credit", d),
+                            {"credits": blob, "src": ",".join(str(x) for x in sources)},
+                        )
+                        blob, sources = b"", list[int]()
+                    blob += chunk
+                    sources.append(src)
+            pipe.execute()
+        for owned, upto in sent:
+            owned.sent_upto = upto
+        for owned in owned_list:
+            self._flush_outbox(owned)  # anything beyond OUTBOX_FLUSH_MAX, and delivery marks
 
     def _to_dlq(
         self,
@@ -864,11 +936,17 @@ class Worker:
         # Vshards are independent (own ledger, own streams): handle them in parallel, so their
         # fsyncs overlap (settle releases the GIL). One vshard's groups run in order, credits
         # first.
-        tasks = [
-            self._pool.submit(self._handle_vshard, v, groups) for v, groups in by_vshard.items()
-        ]
-        # Wait for every vshard before raising: no ledger may be touched by two threads.
-        wait(tasks)
+        self._settled = []
+        try:
+            tasks = [
+                self._pool.submit(self._handle_vshard, v, groups) for v, groups in by_vshard.items()
+            ]
+            # Wait for every vshard before raising: no ledger may be touched by two threads.
+            wait(tasks)
+            settled, self._settled = self._settled, None
+            self._finish_settled(settled)
+        finally:
+            self._settled = None
         for task in tasks:
             task.result()
         self._renew_due()
