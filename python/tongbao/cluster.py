@@ -61,8 +61,10 @@ VSHARD_COUNT_DEFAULT = 256
 GROUP = "tongbao"
 #: Most transactions in one stream entry (the client splits larger groups).
 ENTRY_TX_MAX = 4096
-#: Stream entries a client keeps in flight before it waits for results (backpressure).
-INFLIGHT_MAX_DEFAULT = 32
+#: Stream entries a client keeps in flight before it waits for results (backpressure): one per
+#: vshard of the default count, so one call keeps every vshard busy. Redis holds at most this
+#: many entries of a client (each up to ENTRY_TX_MAX transactions).
+INFLIGHT_MAX_DEFAULT = 256
 #: Vshards a worker handles at once (threads; the ledgers release the GIL while they settle).
 WORKER_THREADS = 8
 #: XREADGROUP bounds of a worker: entries per stream per read, and how long a read blocks.
@@ -483,14 +485,32 @@ class Worker:
         refused and the vshard recovered): keep entries and ``READ_COUNT`` small enough."""
         now = time.monotonic()
         ttl_s = self.config.lease_ttl_ms / 1000
-        for v, owned in list(self.owned.items()):
-            if now - owned.renewed_at >= ttl_s / 3:
-                if self._renew(
-                    keys=[key("lease", v)], args=[owned.token, self.config.lease_ttl_ms]
-                ):
-                    owned.renewed_at = now
-                else:
-                    self._drop(v, "lease lost")
+        due = [o for o in self.owned.values() if now - o.renewed_at >= ttl_s / 3]
+        if not due:
+            return
+        # One pipeline for all (EVALSHA by command: a cluster pipeline routes it by its key).
+        pipe = self.redis.pipeline(transaction=False)
+        for owned in due:
+            pipe.execute_command(
+                "EVALSHA",
+                self._renew.sha,
+                1,
+                key("lease", owned.vshard),
+                owned.token,
+                self.config.lease_ttl_ms,
+            )
+        results = pipe.execute(raise_on_error=False)
+        for owned, result in zip(due, results, strict=True):
+            if isinstance(result, redis.exceptions.NoScriptError):
+                result = self._renew(
+                    keys=[key("lease", owned.vshard)], args=[owned.token, self.config.lease_ttl_ms]
+                )
+            elif isinstance(result, Exception):
+                raise result
+            if result:
+                owned.renewed_at = now
+            else:
+                self._drop(owned.vshard, "lease lost")
 
     def _leases(self) -> None:
         self._renew_due()
@@ -818,19 +838,23 @@ class Worker:
 
     # -- the loop --------------------------------------------------------------------------
 
-    def _claim(self, v: int, kind: str, idle_ms: int) -> bool:
+    def _claim(self, v: int, kind: str, idle_ms: int, first: Any = None) -> bool:
         """Claim the vshard's pending entries of one stream idle for ``idle_ms`` and handle
         them in stream order, with their delivery counts. Returns whether the pending list was
-        scanned to its end (at most ``CLAIM_ROUNDS_MAX`` rounds of ``CLAIM_COUNT``)."""
+        scanned to its end (at most ``CLAIM_ROUNDS_MAX`` rounds of ``CLAIM_COUNT``). ``first``:
+        the reply of the first XAUTOCLAIM, when the caller already sent it."""
         start = "0-0"
         stream = key(kind, v)
         for _ in range(CLAIM_ROUNDS_MAX):
             owned = self.owned.get(v)
             if owned is None:
                 return False
-            start, entries, _deleted = self.redis.xautoclaim(
-                stream, GROUP, self.identity, idle_ms, start, count=CLAIM_COUNT
-            )[:3]
+            if first is None:
+                first = self.redis.xautoclaim(
+                    stream, GROUP, self.identity, idle_ms, start, count=CLAIM_COUNT
+                )
+            start, entries, _deleted = first[:3]
+            first = None
             for entry_id, fields in entries:
                 if fields is None:
                     continue
@@ -845,9 +869,15 @@ class Worker:
     def _reclaim(self) -> None:
         """Claim pending entries idle for ``claim_idle_ms`` (a dead owner's, or our own that
         failed) and handle them, with their delivery counts."""
-        for v in list(self.owned):
-            for kind in ("in", "credit"):
-                self._claim(v, kind, self.config.claim_idle_ms)
+        idle_ms = self.config.claim_idle_ms
+        streams = [(v, kind) for v in self.owned for kind in ("in", "credit")]
+        # The first XAUTOCLAIM of every stream in one pipeline; usually all come back empty.
+        pipe = self.redis.pipeline(transaction=False)
+        for v, kind in streams:
+            pipe.xautoclaim(key(kind, v), GROUP, self.identity, idle_ms, "0-0", count=CLAIM_COUNT)
+        for (v, kind), first in zip(streams, pipe.execute(), strict=True):
+            if first[1] or first[0] not in (b"0-0", "0-0"):
+                self._claim(v, kind, idle_ms, first)
 
     def _drain(self) -> None:
         """Handle every pending entry of the vshards marked ``drain`` before any new entry: a
