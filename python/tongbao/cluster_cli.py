@@ -38,7 +38,12 @@ def add_worker(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
             "fenced by the lease epoch."
         ),
     )
-    p.add_argument("--redis", required=True, metavar="URL", help="redis://host:port")
+    p.add_argument(
+        "--redis",
+        required=True,
+        metavar="URL",
+        help="redis://host:port (one Redis) or redis+cluster://host:port (a Redis Cluster)",
+    )
     p.add_argument("--data", required=True, type=Path, metavar="DIR", help="ledger directories")
     p.add_argument("--vshards", default="all", metavar="SPEC", help="all, or e.g. 0-127,200")
     p.add_argument(
