@@ -51,6 +51,7 @@ from tongbao.errors import (
     TongbaoError,
 )
 from tongbao.ledger import Ledger
+from tongbao.limits import ClassLimits, Limits
 from tongbao.types import Status
 
 log = logging.getLogger("tongbao.cluster")
@@ -304,6 +305,34 @@ def query_ledger(ledger: Ledger, request: dict[str, Any]) -> bytes:
         parts = shard.content_parts(ledger)
         return orjson.dumps([parts[0].hex(), *(str(p) for p in parts[1:])])
     raise InvalidArgument(f"unknown query {q!r}; one of {', '.join(QUERIES)}")
+
+
+def limits_to_json(limits: Limits) -> bytes:
+    """A limits table as the JSON of an ``op=limits`` entry (:func:`limits_from_json`).
+
+    >>> import tongbao as tb
+    >>> limits_from_json(limits_to_json(tb.load_limits())) == tb.load_limits()
+    True
+    """
+    return orjson.dumps(
+        {
+            "version": limits.version,
+            "over_balance_cap": limits.over_balance_cap,
+            "classes": {str(c): list(row.row()) for c, row in limits.classes.items()},
+            "sub_wallet": list(limits.sub_wallet.row()),
+        }
+    )
+
+
+def limits_from_json(data: bytes) -> Limits:
+    """The limits table of an ``op=limits`` entry."""
+    d = orjson.loads(data)
+    return Limits(
+        version=str(d["version"]),
+        over_balance_cap=str(d["over_balance_cap"]),
+        classes={int(c): ClassLimits(*row) for c, row in d["classes"].items()},
+        sub_wallet=ClassLimits(*d["sub_wallet"]),
+    )
 
 
 # -- worker ------------------------------------------------------------------------------------
@@ -632,6 +661,11 @@ class Worker:
             return b"R", 0
         if op == b"query":
             return b"Q" + query_ledger(ledger, orjson.loads(fields[b"query"])), 0
+        if op == b"limits":
+            limits = limits_from_json(fields[b"limits"])
+            if ledger.limits != limits:
+                ledger.set_limits(limits)  # logged: replay applies it at the same point
+            return b"L", 0
         raise InvalidArgument(f"unknown op {op!r}")
 
     @staticmethod
@@ -960,6 +994,23 @@ class Cluster:
                 (v, {"op": "register", "wallets": blob}, np.arange(0))
                 for v in range(self.vshard_count)
             ],
+            on_reply,
+        )
+        if errors:
+            raise BatchRejected("; ".join(errors[:5]))
+
+    def set_limits(self, limits: Limits) -> None:
+        """Install a limits table on every vshard (logged by each; see
+        :meth:`tongbao.Ledger.set_limits`). Waits until every shard answered; safe to repeat."""
+        errors: list[str] = []
+
+        def on_reply(item: _Pending, data: bytes) -> None:
+            if data[:1] == b"E":
+                errors.append(f"vshard {item.vshard}: {data[1:].decode()}")
+
+        blob = limits_to_json(limits)
+        self._run(
+            [(v, {"op": "limits", "limits": blob}, np.arange(0)) for v in range(self.vshard_count)],
             on_reply,
         )
         if errors:
