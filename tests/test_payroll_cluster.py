@@ -179,7 +179,9 @@ def crash_round(tmp: Path, seed: int, kills_wanted: int) -> tuple[int, int]:
                 else:
                     window_s *= 1.5
                 proc.wait()
-                assert proc.returncode in (0, 1, -signal.SIGKILL), proc.stderr and proc.stderr.read()
+                assert proc.returncode in (0, 1, -signal.SIGKILL), (
+                    proc.stderr and proc.stderr.read()
+                )
                 if proc.stderr:
                     proc.stderr.close()
             done = subprocess.run(command(files[fmt], server.url, runs), capture_output=True)

@@ -46,6 +46,8 @@ __all__ = [
     "shard_spec",
     "shard_suspense",
     "shard_totals",
+    "content_parts",
+    "combine_content",
     "sign_message",
     "token_id",
     "transaction_id",

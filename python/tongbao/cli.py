@@ -12,6 +12,7 @@ and sets ``handler``, a function of the parsed arguments that returns the exit s
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -171,8 +172,7 @@ def add_simulate(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         "--data",
         type=Path,
         metavar="DIR",
-        help="with --workers: the workers' ledger directories (default: a new temporary "
-        "directory)",
+        help="with --workers: the workers' ledger directories (default: a new temporary directory)",
     )
     p.add_argument(
         "--quiet", action="store_true", help="no progress bar and no summary (errors only)"
@@ -217,7 +217,7 @@ def start_simulation_workers(args: argparse.Namespace) -> WorkerPool | None:
     data.mkdir(parents=True, exist_ok=True)
     pool = WorkerPool(args.redis, data, count, lease_ttl_ms=5_000, claim_idle_ms=5_000)
     bounds = [count * i // args.workers for i in range(args.workers + 1)]
-    for lo, hi in zip(bounds, bounds[1:], strict=False):
+    for lo, hi in itertools.pairwise(bounds):
         pool.start(f"{lo}-{hi - 1}")
     return pool
 

@@ -58,8 +58,8 @@ import numpy as np
 import numpy.typing as npt
 
 import tongbao as tb
-from tongbao.errors import InvalidArgument, InvariantViolation
 from tongbao.cluster import Cluster, wait_idle
+from tongbao.errors import InvalidArgument, InvariantViolation
 from tongbao.presets import ENGINE_FEATURES, Preset, ScaledFigures, load_preset, scale_figures
 from tongbao.simulate_cluster import IDLE_TIMEOUT_S, ClusterSettler
 from tongbao.types import Scheme, Status, WalletKind
