@@ -5,6 +5,7 @@ twice after SIGKILLs of the payroll process and of workers."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -215,3 +216,26 @@ def test_sigkill_cluster_payroll_campaign(tmp_path: Path) -> None:
         kills, worker_kills = kills + k, worker_kills + w
         seed += 1
     assert kills >= 20 and worker_kills >= 3
+
+
+def test_cli_generate_run_and_status_on_the_cluster(
+    tmp_path: Path, two_workers: Cluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tongbao import cli
+
+    url = two_workers.server.url
+    file = tmp_path / "nov.xml"
+    assert cli.main(["payroll", "generate", str(file), "--payees", "60", "--redis", url]) == 0
+    runs = tmp_path / "runs"
+    run = ["payroll", "run", str(file), "--employer", str(gen.EMPLOYER_ID), "--redis", url]
+    assert cli.main([*run, "--runs", str(runs), "--json", "--timestamp-ms", str(RUN_MS)]) == 0
+    out = capsys.readouterr().out
+    summary = json.loads(out[out.index("{") :])
+    assert summary["paid"] == 60 and summary["group_status"] == "ACSC"
+    assert cli.main(["payroll", "status", summary["run_id"], "--runs", str(runs)]) == 0
+    assert json.loads(capsys.readouterr().out)["state"] == "finished"
+    # The employer paid exactly the file's total, once, even when asked twice.
+    assert cli.main([*run, "--runs", str(runs), "--quiet", "--timestamp-ms", str(RUN_MS)]) == 0
+    spec = gen.PayrollSpec(payees=60)
+    employer = ClusterPayrollLedger(two_workers.client, gen.EMPLOYER_ID).wallet(gen.EMPLOYER_ID)
+    assert employer is not None and employer.balance_fen == spec.margin_fen

@@ -42,6 +42,11 @@ def test_workers_two_gives_the_embedded_content_digest(
     assert report["payments"]["settled"] == embedded.payments_settled == 800
     # Both ledgers of the spawned workers are where --data said, one per vshard.
     assert sorted(p.name for p in (tmp_path / "data").glob("v*")) == [f"v{i:03d}" for i in range(8)]
+    # A second simulation on the same cluster is refused (its wallets are there already).
+    capsys.readouterr()
+    again = [*ARGS, "--redis", redis_server.url, "--workers", "2", "--data", str(tmp_path / "data")]
+    assert cli.main([*again, "--quiet"]) == 2
+    assert "fresh cluster" in capsys.readouterr().err
 
 
 def test_workers_need_redis(capsys: pytest.CaptureFixture[str]) -> None:

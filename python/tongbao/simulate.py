@@ -58,6 +58,7 @@ import numpy as np
 import numpy.typing as npt
 
 import tongbao as tb
+from tongbao import shard
 from tongbao.cluster import Cluster, wait_idle
 from tongbao.errors import InvalidArgument, InvariantViolation
 from tongbao.presets import ENGINE_FEATURES, Preset, ScaledFigures, load_preset, scale_figures
@@ -660,6 +661,13 @@ class Simulation:
         instance."""
         if self.ledger.batch_seq or self.ledger.wallet_count:
             raise RuntimeError("a Simulation runs once; make a new one")
+        if self.cluster is not None:
+            home = int(shard.home_vshards([CENTRAL_BANK_ID], self.cluster.vshard_count)[0])
+            if self.cluster.query([(home, {"q": "wallet", "id": CENTRAL_BANK_ID})])[0]:
+                raise InvalidArgument(
+                    "redis_url: this cluster already holds a simulation's wallets; a "
+                    "simulation starts on a fresh cluster (new Redis and worker data)"
+                )
         self._started = time.perf_counter()
         plan = self._plan = self._make_plan()
         self._open_wallets(plan)
