@@ -12,6 +12,13 @@ about: one signature covers a thousand payees, so payroll should come close.
 
     python bench/payroll.py                       # 100k and 1M
     python bench/payroll.py --payees 100000       # one size
+    python bench/payroll.py --cluster --payees 20000   # embedded vs cluster, 1 and 2 workers
+
+``--cluster``: the same file and world, run embedded (durable) and on a cluster (a private
+redis-server, ``--vshards`` vshards, 1 then 2 worker processes, durable logs, signatures
+verified): payees/s end to end of each and the ratio cluster / embedded, plus the time until
+every payee's credit is imported on its shard (``idle_s``). Each cluster run must end with the
+embedded run's content digest, or the benchmark fails.
 """
 
 from __future__ import annotations
@@ -26,8 +33,10 @@ import time
 from pathlib import Path
 
 import tongbao as tb
-from tongbao import payroll
+from tongbao import cluster, payroll
+from tongbao.cluster_harness import RedisServer, WorkerPool
 from tongbao.payroll import generate as gen
+from tongbao.payroll.distributed import ClusterPayrollLedger
 
 RUN_MS = gen.WORLD_TIMESTAMP_MS + 86_400_000
 BASELINE_PAYMENTS = 100_000
@@ -124,10 +133,87 @@ def baseline() -> dict[str, object]:
     }
 
 
+def cluster_compare(payees: int, fmt: str, vshards: int) -> list[dict[str, object]]:
+    """The same payroll embedded, then on a cluster with 1 and 2 workers (fresh each)."""
+    rows: list[dict[str, object]] = []
+    with tempfile.TemporaryDirectory(prefix="tb-payroll-cluster-bench-") as tmp:
+        d = Path(tmp)
+        spec = gen.PayrollSpec(payees=payees, seed=42)
+        file = d / ("payroll.csv" if fmt == "csv" else "payroll.xml")
+        (gen.write_csv if fmt == "csv" else gen.write_pain001)(spec, file)
+        keys = tb.Keyring()
+        keys.generate([spec.employer], int(tb.Scheme.ED25519), b"tongbao")
+        with tb.Ledger.open(d / "ledger") as ledger:
+            gen.setup_world(ledger, tb.Keyring(), spec)
+            t = time.perf_counter()
+            result = payroll.run_payroll(
+                ledger, keys, payroll.parse_file(file), spec.employer, d / "runs",
+                timestamp_ms=RUN_MS,
+            )  # fmt: skip
+            total_s = time.perf_counter() - t
+            assert result.paid == payees, result.summary()
+            expected = ledger.content_digest()
+        rows.append(
+            {
+                "mode": "embedded",
+                "payees": payees,
+                "total_s": round(total_s, 2),
+                "settle_s": round(result.phases_s["settle"], 2),
+                "payees_per_s": round(payees / total_s),
+            }
+        )
+        for workers in (1, 2):
+            server = RedisServer(d / f"redis{workers}")
+            server.start()
+            data = d / f"data{workers}"
+            data.mkdir()
+            pool = WorkerPool(server.url, data, vshards, lease_ttl_ms=5_000, claim_idle_ms=5_000)
+            try:
+                half = vshards // 2
+                ranges = ["all"] if workers == 1 else [f"0-{half - 1}", f"{half}-{vshards - 1}"]
+                for r in ranges:
+                    pool.start(r)
+                with cluster.Cluster(server.url, vshard_count=vshards, timeout_s=600) as client:
+                    gen.setup_world(
+                        tb.Ledger(verify_signatures=False), tb.Keyring(), spec, cluster=client
+                    )
+                    t = time.perf_counter()
+                    result = payroll.run_payroll(
+                        ClusterPayrollLedger(client, spec.employer), keys,
+                        payroll.parse_file(file), spec.employer, d / f"cluster-runs{workers}",
+                        timestamp_ms=RUN_MS,
+                    )  # fmt: skip
+                    total_s = time.perf_counter() - t
+                    cluster.wait_idle(client.redis, 600)
+                    idle_s = time.perf_counter() - t
+                    assert result.paid == payees, result.summary()
+                    if client.content_digest() != expected:
+                        raise SystemExit("cluster and embedded content digests differ")
+            finally:
+                pool.stop_all()
+                server.stop()
+            rows.append(
+                {
+                    "mode": f"cluster, {workers} worker{'s' if workers > 1 else ''}",
+                    "payees": payees,
+                    "vshards": vshards,
+                    "total_s": round(total_s, 2),
+                    "settle_s": round(result.phases_s["settle"], 2),
+                    "idle_s": round(idle_s, 2),
+                    "payees_per_s": round(payees / total_s),
+                }
+            )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--payees", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--format", choices=("pain001", "csv"), nargs="+", default=["pain001"])
+    parser.add_argument(
+        "--cluster", action="store_true", help="embedded vs a cluster of 1 and 2 workers"
+    )
+    parser.add_argument("--vshards", type=int, default=16, help="cluster vshards (--cluster)")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--setup", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--baseline", action="store_true", help=argparse.SUPPRESS)
@@ -140,6 +226,15 @@ def main() -> None:
         return
     if args.baseline:
         print(json.dumps(baseline()))
+        return
+    if args.cluster:
+        for n in args.payees:
+            for fmt in args.format:
+                rows = cluster_compare(n, fmt, args.vshards)
+                embedded = float(rows[0]["payees_per_s"])  # type: ignore[arg-type]
+                for row in rows:
+                    row["vs_embedded"] = round(float(row["payees_per_s"]) / embedded, 2)  # type: ignore[arg-type]
+                    print(json.dumps(row))
         return
     me = [sys.executable, __file__]
     base = json.loads(subprocess.check_output([*me, "--baseline"]))

@@ -12,9 +12,12 @@ and sets ``handler``, a function of the parsed arguments that returns the exit s
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import orjson
 from rich.console import Console
@@ -30,7 +33,8 @@ from rich.progress import (
 from rich.table import Table
 
 import tongbao as tb
-from tongbao import cluster_cli, presets, simulate, simulate_report
+from tongbao import cluster, cluster_cli, presets, simulate, simulate_report
+from tongbao.cluster_harness import WorkerPool
 from tongbao.errors import InvalidArgument, TongbaoError
 from tongbao.operator_cli import add_report, add_wallets
 from tongbao.payroll.cli import add_payroll
@@ -143,6 +147,34 @@ def add_simulate(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         help="do not verify signatures in the engine (benchmarking only)",
     )
     p.add_argument(
+        "--redis",
+        metavar="URL",
+        help="settle on the cluster behind this Redis (docs/cluster.md) instead of embedded; "
+        "the report adds the cluster's content digest, which must equal the embedded run's",
+    )
+    p.add_argument(
+        "--workers",
+        type=_int_at_least(0),
+        default=0,
+        metavar="N",
+        help="with --redis: start N worker processes for the run (vshards split evenly) and "
+        "stop them after; 0 uses workers already running (default: %(default)s)",
+    )
+    p.add_argument(
+        "--vshards",
+        type=_int_at_least(1),
+        default=16,
+        metavar="N",
+        help="with --redis: vshards of a new cluster (an existing one keeps its count; "
+        "default: %(default)s)",
+    )
+    p.add_argument(
+        "--data",
+        type=Path,
+        metavar="DIR",
+        help="with --workers: the workers' ledger directories (default: a new temporary directory)",
+    )
+    p.add_argument(
         "--quiet", action="store_true", help="no progress bar and no summary (errors only)"
     )
     p.set_defaults(handler=run_simulate)
@@ -159,9 +191,35 @@ def config_from_args(args: argparse.Namespace) -> simulate.SimulationConfig:
         threads=args.threads,
         verify_signatures=args.verify,
         ledger_path=None if args.ledger is None else str(args.ledger),
+        redis_url=args.redis,
     )
     config.validate()
+    if args.redis is None and (args.workers or args.data is not None):
+        raise InvalidArgument("--workers and --data need --redis")
     return config
+
+
+def start_simulation_workers(args: argparse.Namespace) -> WorkerPool | None:
+    """With ``--redis`` and ``--workers N``: fix the cluster's vshard count (``--vshards``
+    for a new cluster) and start N worker processes, each owning an even share of the
+    vshards. Returns the pool (stop it after the run), or None."""
+    if args.redis is None or not args.workers:
+        return None
+    client: Any = cluster.connect(args.redis)
+    try:
+        client.hsetnx(cluster.CONFIG_KEY, "vshards", args.vshards)
+        count = cluster.cluster_vshard_count(client)
+    finally:
+        client.close()
+    if args.workers > count:
+        raise InvalidArgument(f"--workers {args.workers}: the cluster has only {count} vshards")
+    data = args.data or Path(tempfile.mkdtemp(prefix="tongbao-simulate-"))
+    data.mkdir(parents=True, exist_ok=True)
+    pool = WorkerPool(args.redis, data, count, lease_ttl_ms=5_000, claim_idle_ms=5_000)
+    bounds = [count * i // args.workers for i in range(args.workers + 1)]
+    for lo, hi in itertools.pairwise(bounds):
+        pool.start(f"{lo}-{hi - 1}")
+    return pool
 
 
 def run_simulate(args: argparse.Namespace, console: Console) -> int:
@@ -171,6 +229,35 @@ def run_simulate(args: argparse.Namespace, console: Console) -> int:
     for flag, path in (("--json", args.json), ("--html", args.html)):
         if path is not None and not path.parent.is_dir():
             raise InvalidArgument(f"{flag}: no such directory: {path.parent}")
+    pool = start_simulation_workers(args)
+    try:
+        result = _simulate_with_progress(args, config, console)
+    finally:
+        if pool is not None:
+            pool.stop_all()
+    if args.json is not None:
+        args.json.write_bytes(
+            orjson.dumps(result.to_dict(), option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+        )
+    if args.html is not None:
+        simulate_report.write_html(result, args.html)
+    if not args.quiet:
+        simulate_report.render_summary(result, console)
+    if not result.supply_ok:
+        reason = result.invariant_error or "issued - redeemed, outstanding and balances disagree"
+        if result.cluster is not None and not result.cluster["consistent"]:
+            reason = f"the cluster disagrees with the client: {result.cluster}"
+        print(f"tongbao simulate: supply check FAILED: {reason}", file=sys.stderr)
+        return EXIT_FAILED
+    if not result.figures_match:
+        print("tongbao simulate: the settled payments do not match the preset", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _simulate_with_progress(
+    args: argparse.Namespace, config: simulate.SimulationConfig, console: Console
+) -> simulate.SimulationResult:
     sim = simulate.Simulation(config)
     show_progress = not args.quiet and console.is_terminal
     with Progress(
@@ -194,23 +281,7 @@ def run_simulate(args: argparse.Namespace, console: Console) -> int:
                 f"simulating {sim.preset.name} at scale {f.scale:g}: {f.personal_wallets:,} "
                 f"personal wallets, {f.transactions:,} payments (seed {config.seed})..."
             )
-        result = sim.run()
-    if args.json is not None:
-        args.json.write_bytes(
-            orjson.dumps(result.to_dict(), option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
-        )
-    if args.html is not None:
-        simulate_report.write_html(result, args.html)
-    if not args.quiet:
-        simulate_report.render_summary(result, console)
-    if not result.supply_ok:
-        reason = result.invariant_error or "issued - redeemed, outstanding and balances disagree"
-        print(f"tongbao simulate: supply check FAILED: {reason}", file=sys.stderr)
-        return EXIT_FAILED
-    if not result.figures_match:
-        print("tongbao simulate: the settled payments do not match the preset", file=sys.stderr)
-        return EXIT_FAILED
-    return EXIT_OK
+        return sim.run()
 
 
 # -- verify-log ------------------------------------------------------------------------------

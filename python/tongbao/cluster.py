@@ -51,6 +51,7 @@ from tongbao.errors import (
     TongbaoError,
 )
 from tongbao.ledger import Ledger
+from tongbao.limits import ClassLimits, Limits
 from tongbao.types import Status
 
 log = logging.getLogger("tongbao.cluster")
@@ -309,6 +310,89 @@ def _ensure_group(client: redis.Redis, stream: str) -> None:
     except redis.ResponseError as e:
         if "BUSYGROUP" not in str(e):
             raise
+
+
+# -- reads -------------------------------------------------------------------------------------
+
+#: Reads a client may ask of one vshard's ledger (``op=query`` entries, answered ``Q`` + JSON).
+#: They travel through the vshard's ingress stream, so a read is ordered after every batch
+#: submitted to that vshard before it (read-your-writes for one submitter).
+QUERIES = ("wallet", "payee_states", "unspent", "outflow_room", "last_timestamp_ms", "digest")
+
+
+def query_ledger(ledger: Ledger, request: dict[str, Any]) -> bytes:
+    """Answer one read of a vshard's ledger as JSON bytes (see :data:`QUERIES`): ``wallet``
+    (its fields, or null), ``payee_states`` (four lists), ``unspent`` ([[token hex, fen]],
+    null if unknown), ``outflow_room`` ([cap or null, room or null]), ``last_timestamp_ms``,
+    ``digest`` (the shard's share of the content digest,
+    :func:`tongbao.shard.content_parts`). Raises ``InvalidArgument`` for an unknown read.
+
+    >>> import tongbao as tb
+    >>> ledger = tb.Ledger()
+    >>> query_ledger(ledger, {"q": "wallet", "id": 5}), query_ledger(ledger, {"q": "unspent",
+    ...     "id": 5})
+    (b'null', b'null')
+    """
+    q = request.get("q")
+    if q == "wallet":
+        info = ledger.wallet(int(request["id"]))
+        if info is None:
+            return b"null"
+        d = {k: int(v) for k, v in vars(info).items() if k != "public_key"}
+        return orjson.dumps({**d, "public_key": info.public_key.hex()})
+    if q == "payee_states":
+        states = ledger.payee_states(np.asarray(request["ids"], dtype=np.uint64))
+        return orjson.dumps(
+            [
+                states.status.tolist(),
+                states.balance_fen.tolist(),
+                states.balance_cap_fen.tolist(),
+                states.can_sweep.tolist(),
+            ]
+        )
+    if q == "unspent":
+        wallet_id = int(request["id"])
+        if ledger.wallet(wallet_id) is None:
+            return b"null"
+        return orjson.dumps([[t.hex(), v] for t, v in ledger.unspent(wallet_id)])
+    if q == "outflow_room":
+        return orjson.dumps(list(ledger.outflow_room(int(request["id"]), int(request["ts"]))))
+    if q == "last_timestamp_ms":
+        return orjson.dumps(ledger.last_timestamp_ms)
+    if q == "digest":
+        # The shard's share of the content digest (128-bit totals as text: JSON numbers are
+        # not safe above 2**53 everywhere).
+        parts = shard.content_parts(ledger)
+        return orjson.dumps([parts[0].hex(), *(str(p) for p in parts[1:])])
+    raise InvalidArgument(f"unknown query {q!r}; one of {', '.join(QUERIES)}")
+
+
+def limits_to_json(limits: Limits) -> bytes:
+    """A limits table as the JSON of an ``op=limits`` entry (:func:`limits_from_json`).
+
+    >>> import tongbao as tb
+    >>> limits_from_json(limits_to_json(tb.load_limits())) == tb.load_limits()
+    True
+    """
+    return orjson.dumps(
+        {
+            "version": limits.version,
+            "over_balance_cap": limits.over_balance_cap,
+            "classes": {str(c): list(row.row()) for c, row in limits.classes.items()},
+            "sub_wallet": list(limits.sub_wallet.row()),
+        }
+    )
+
+
+def limits_from_json(data: bytes) -> Limits:
+    """The limits table of an ``op=limits`` entry."""
+    d = orjson.loads(data)
+    return Limits(
+        version=str(d["version"]),
+        over_balance_cap=str(d["over_balance_cap"]),
+        classes={int(c): ClassLimits(*row) for c, row in d["classes"].items()},
+        sub_wallet=ClassLimits(*d["sub_wallet"]),
+    )
 
 
 # -- worker ------------------------------------------------------------------------------------
@@ -778,6 +862,13 @@ class Worker:
         if op == b"register":
             self._register(ledger, orjson.loads(fields[b"wallets"]))
             return b"R", 0
+        if op == b"query":
+            return b"Q" + query_ledger(ledger, orjson.loads(fields[b"query"])), 0
+        if op == b"limits":
+            limits = limits_from_json(fields[b"limits"])
+            if ledger.limits != limits:
+                ledger.set_limits(limits)  # logged: replay applies it at the same point
+            return b"L", 0
         raise InvalidArgument(f"unknown op {op!r}")
 
     @staticmethod
@@ -1182,6 +1273,23 @@ class Cluster:
         if errors:
             raise BatchRejected("; ".join(errors[:5]))
 
+    def set_limits(self, limits: Limits) -> None:
+        """Install a limits table on every vshard (logged by each; see
+        :meth:`tongbao.Ledger.set_limits`). Waits until every shard answered; safe to repeat."""
+        errors: list[str] = []
+
+        def on_reply(item: _Pending, data: bytes) -> None:
+            if data[:1] == b"E":
+                errors.append(f"vshard {item.vshard}: {data[1:].decode()}")
+
+        blob = limits_to_json(limits)
+        self._run(
+            [(v, {"op": "limits", "limits": blob}, np.arange(0)) for v in range(self.vshard_count)],
+            on_reply,
+        )
+        if errors:
+            raise BatchRejected("; ".join(errors[:5]))
+
     def open_wallets(
         self,
         keyring: _core.Keyring,
@@ -1213,6 +1321,41 @@ class Cluster:
                 pending[reply] = _Pending(v, indices, sent_at)
         while pending:
             self._wait(pending, deadline, on_reply)
+
+    def query(self, requests: Sequence[tuple[int, dict[str, Any]]]) -> list[Any]:
+        """Ask vshards' ledgers reads (:func:`query_ledger`): ``(vshard, request)`` pairs in,
+        the decoded JSON answers out, in order. Each read is ordered after the batches this
+        client submitted to that vshard before. Raises ``BatchRejected`` with a shard's reason
+        and ``ClusterTimeout``."""
+        answers: list[Any] = [None] * len(requests)
+        errors: list[str] = []
+
+        def on_reply(item: _Pending, data: bytes) -> None:
+            if data[:1] == b"Q":
+                answers[int(item.indices[0])] = orjson.loads(data[1:])
+            else:
+                errors.append(f"vshard {item.vshard}: {data[1:].decode(errors='replace')}")
+
+        self._run(
+            [
+                (int(v), {"op": "query", "query": orjson.dumps(r)}, np.array([i], dtype=np.intp))
+                for i, (v, r) in enumerate(requests)
+            ],
+            on_reply,
+        )
+        if errors:
+            raise BatchRejected("; ".join(errors[:5]))
+        return answers
+
+    def content_digest(self) -> bytes:
+        """The cluster's content digest: every vshard's share
+        (:func:`tongbao.shard.content_parts`) combined. Equal to the
+        :meth:`tongbao.Ledger.content_digest` of one embedded ledger that settled the same
+        payments once every credit is imported (call :func:`wait_idle` first)."""
+        answers = self.query([(v, {"q": "digest"}) for v in range(self.vshard_count)])
+        return shard.combine_content(
+            [(bytes.fromhex(a[0]), *(int(x) for x in a[1:])) for a in answers]  # type: ignore[misc]
+        )
 
     def settle(
         self, batch: Sequence[bytes], timestamp_ms: int | None = None

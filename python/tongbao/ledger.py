@@ -576,6 +576,25 @@ class Ledger:
         """SHA-256 digest of the whole state, independent of thread count and map order."""
         return self._core.state_digest()
 
+    def content_digest(self) -> bytes:
+        """SHA-256 digest of what the ledger holds (wallets, unspent tokens, supply), unlike
+        :meth:`state_digest` independent of the batching (no receipt chain) and of sharding:
+        a cluster's shards combined (:func:`tongbao.shard.combine_content`) give the digest of
+        one ledger that settled the same payments (``rust/tongbao-core/src/content.rs``).
+
+        >>> import tongbao as tb
+        >>> keys, a, b = tb.Keyring(), tb.Ledger(), tb.Ledger()
+        >>> for ledger in (a, b):
+        ...     ledger.open_wallets(keys, [1], tb.WalletKind.CENTRAL_BANK)
+        ...     ledger.open_wallets(keys, [10, 11], tb.WalletKind.OPERATOR)
+        >>> issues = [tb.issue(keys, 1, [(w, 500)], timestamp_ms=5) for w in (10, 11)]
+        >>> a.settle(issues, 5).ok and b.settle(issues[:1], 5).ok and b.settle(issues[1:], 6).ok
+        True
+        >>> a.content_digest() == b.content_digest(), a.state_digest() == b.state_digest()
+        (True, False)
+        """
+        return _core.combine_content([_core.content_parts(self._core)])
+
     @property
     def token_count(self) -> int:
         return self._core.token_count

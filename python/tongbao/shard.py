@@ -199,3 +199,40 @@ def is_imported(ledger: Ledger, token_id: bytes) -> bool:
 def totals(ledger: Ledger) -> ShardTotals:
     """Cross-shard totals of a ledger (all zero for an unsharded one)."""
     return ShardTotals(**{k: int(v) for k, v in _core.shard_totals(ledger._core).items()})
+
+
+#: One ledger's share of the content digest: ``(sum, wallets, tokens, issued_fen,
+#: redeemed_fen, suspense_fen, in_flight_fen)`` (``sum``: 32 bytes).
+ContentParts = tuple[bytes, int, int, int, int, int, int]
+
+
+def content_parts(ledger: Ledger) -> ContentParts:
+    """A ledger's (a shard's) share of the content digest: wallets homed here, its tokens and
+    totals, hashed per element and summed (``rust/tongbao-core/src/content.rs``)."""
+    s, *rest = _core.content_parts(ledger._core)
+    return (bytes(s), *rest)  # type: ignore[return-value]
+
+
+def combine_content(parts: Sequence[ContentParts]) -> bytes:
+    """The content digest of shares combined, in any order: the shards of a cluster give the
+    digest of one ledger that settled the same payments, once every credit is imported.
+
+    >>> import tongbao as tb
+    >>> keys = tb.Keyring()
+    >>> whole, shards = tb.Ledger(), [tb.Ledger(), tb.Ledger()]
+    >>> for index, ledger in enumerate(shards):
+    ...     make_shard(ledger, count=2, index=index)
+    >>> for ledger in (whole, *shards):
+    ...     ledger.open_wallets(keys, [1], tb.WalletKind.CENTRAL_BANK)
+    ...     ledger.open_wallets(keys, [10], tb.WalletKind.OPERATOR)
+    >>> issue = tb.issue(keys, 1, [(10, 700)], timestamp_ms=5)
+    >>> bank, operator = home_vshards([1, 10], 2).tolist()
+    >>> whole.settle([issue], 5).ok and shards[bank].settle([issue], 5).ok
+    True
+    >>> before = combine_content([content_parts(s) for s in shards])   # the credit in flight
+    >>> _ = import_credits(shards[operator], outbox(shards[bank]))
+    >>> after = combine_content([content_parts(s) for s in reversed(shards)])
+    >>> after == whole.content_digest() != before
+    True
+    """
+    return bytes(_core.combine_content([(bytes(p[0]), *p[1:]) for p in parts]))

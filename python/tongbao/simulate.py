@@ -58,8 +58,11 @@ import numpy as np
 import numpy.typing as npt
 
 import tongbao as tb
+from tongbao import shard
+from tongbao.cluster import Cluster, wait_idle
 from tongbao.errors import InvalidArgument, InvariantViolation
 from tongbao.presets import ENGINE_FEATURES, Preset, ScaledFigures, load_preset, scale_figures
+from tongbao.simulate_cluster import IDLE_TIMEOUT_S, ClusterSettler
 from tongbao.types import Scheme, Status, WalletKind
 
 #: Wallet id ranges by kind (ids are ``base + index``).
@@ -128,7 +131,8 @@ class SimulationConfig:
     ``preset``: a shipped preset's name or a TOML file's path; ``scale``: its figures times this
     (0 < scale <= 1, rounded to integers); ``batch_size``: payments per settled batch;
     ``threads``: engine and signing threads (0: one per core); ``ledger_path``: a new or empty
-    directory for a durable ledger (auditable with ``tongbao verify-log``), None for in memory.
+    directory for a durable ledger (auditable with ``tongbao verify-log``), None for in memory;
+    ``redis_url``: settle on a cluster (:mod:`tongbao.simulate_cluster`) instead.
     """
 
     preset: str = "chongqing-2022"
@@ -138,9 +142,16 @@ class SimulationConfig:
     threads: int = 0
     verify_signatures: bool = True
     ledger_path: str | None = None
+    #: Settle on the cluster behind this Redis (its workers running) instead of embedded.
+    redis_url: str | None = None
 
     def validate(self) -> None:
         """Check every field; raise :class:`tongbao.InvalidArgument` naming the first bad one."""
+        if self.redis_url is not None and self.ledger_path is not None:
+            raise InvalidArgument(
+                "ledger_path: a cluster run keeps its ledgers with the workers; give "
+                "redis_url or ledger_path, not both"
+            )
         if self.ledger_path is not None:
             path = Path(self.ledger_path)
             if path.exists() and (not path.is_dir() or any(path.iterdir())):
@@ -261,6 +272,12 @@ class SimulationResult:
     end_ms: int
     setup_s: float
     wall_s: float
+    #: :meth:`tongbao.Ledger.content_digest`: wallets, tokens and supply, independent of
+    #: batching and sharding (the state digest includes the receipt chain).
+    content_digest: bytes = b""
+    #: On a cluster: vshards, waves, status mismatches against the client's mirror, and the
+    #: cluster's combined content digest (must equal ``content_digest``).
+    cluster: dict[str, Any] | None = None
 
     @property
     def submitted(self) -> int:
@@ -296,6 +313,7 @@ class SimulationResult:
             and self.issued_fen - self.redeemed_fen == self.outstanding_fen == self.balances_fen
             and self.issued_fen == self.expected_issued_fen
             and self.redeemed_fen == self.expected_redeemed_fen
+            and (self.cluster is None or self.cluster["consistent"])
         )
 
     def status_totals(self) -> Counter[Status]:
@@ -386,7 +404,9 @@ class SimulationResult:
                 "ok": self.supply_ok,
             },
             "state_digest": self.state_digest.hex(),
+            "content_digest": self.content_digest.hex(),
             "receipt_hash": self.receipt_hash.hex(),
+            "cluster": self.cluster,
             "timing": {
                 "threads": self.threads,
                 "wall_s": self.wall_s,
@@ -582,7 +602,12 @@ class Simulation:
         self.figures = scale_figures(self.preset, config.scale)
         self.on_progress = on_progress
         self._rng = np.random.default_rng(config.seed)
-        if config.ledger_path is None:
+        self.cluster: Cluster | None = None
+        if config.redis_url is not None:
+            # The cluster settles; the client keeps a mirror to build payments from.
+            self.cluster = Cluster(config.redis_url, timeout_s=600)
+            self.ledger = tb.Ledger(threads=config.threads, verify_signatures=False)
+        elif config.ledger_path is None:
             self.ledger = tb.Ledger(
                 threads=config.threads, verify_signatures=config.verify_signatures
             )
@@ -593,6 +618,8 @@ class Simulation:
                 verify_signatures=config.verify_signatures,
             )
         self.settler: Settler = self.ledger
+        if self.cluster is not None:
+            self.settler = ClusterSettler(self.cluster, self.ledger)
         self.keyring = tb.Keyring()
         self.limits = tb.load_limits()
         self.phases = {name: PhaseStats(name) for name in PHASES}
@@ -634,6 +661,13 @@ class Simulation:
         instance."""
         if self.ledger.batch_seq or self.ledger.wallet_count:
             raise RuntimeError("a Simulation runs once; make a new one")
+        if self.cluster is not None:
+            home = int(shard.home_vshards([CENTRAL_BANK_ID], self.cluster.vshard_count)[0])
+            if self.cluster.query([(home, {"q": "wallet", "id": CENTRAL_BANK_ID})])[0]:
+                raise InvalidArgument(
+                    "redis_url: this cluster already holds a simulation's wallets; a "
+                    "simulation starts on a fresh cluster (new Redis and worker data)"
+                )
         self._started = time.perf_counter()
         plan = self._plan = self._make_plan()
         self._open_wallets(plan)
@@ -944,10 +978,12 @@ class Simulation:
 
     def _open_wallets(self, plan: _Plan) -> None:
         seed = f"tongbao-sim/{self.config.seed}".encode()
-        ledger, keys = self.ledger, self.keyring
-        ledger.open_wallets(keys, [CENTRAL_BANK_ID], WalletKind.CENTRAL_BANK, seed=seed)
-        ledger.open_wallets(keys, self._operators.tolist(), WalletKind.OPERATOR, seed=seed)
+        ledger = self.ledger
+        self._open([CENTRAL_BANK_ID], WalletKind.CENTRAL_BANK, Scheme.ED25519, seed, {})
+        self._open(self._operators.tolist(), WalletKind.OPERATOR, Scheme.ED25519, seed, {})
         ledger.set_limits(self.limits)
+        if self.cluster is not None:
+            self.cluster.set_limits(self.limits)
         groups: list[tuple[WalletKind, Scheme, npt.NDArray[np.int64], dict[str, Any]]] = [
             (
                 WalletKind.MERCHANT,
@@ -993,8 +1029,17 @@ class Simulation:
                     k: (v[part].tolist() if isinstance(v, np.ndarray) else v)
                     for k, v in attrs.items()
                 }
-                ledger.open_wallets(keys, ids[part].tolist(), kind, scheme, seed, **chunk_attrs)
+                self._open(ids[part].tolist(), kind, scheme, seed, chunk_attrs)
                 self._progress("wallets", len(ids[part]))
+
+    def _open(
+        self, ids: list[int], kind: WalletKind, scheme: Scheme, seed: bytes, attrs: dict[str, Any]
+    ) -> None:
+        """Open wallets in the ledger, and register them on every shard of the cluster."""
+        self.ledger.open_wallets(self.keyring, ids, kind, scheme, seed, **attrs)
+        if self.cluster is not None and ids:
+            publics = [self.keyring.public_key(w) for w in ids]
+            self.cluster.register_wallets(ids, int(kind), publics, int(scheme), **attrs)
 
     def _issue(self, plan: _Plan) -> None:
         txs = []
@@ -1199,12 +1244,31 @@ class Simulation:
             invariant_error=invariant_error,
             state_digest=ledger.state_digest(),
             receipt_hash=ledger.last_receipt_hash,
+            content_digest=ledger.content_digest(),
+            cluster=self._cluster_check(),
             threads=ledger.threads,
             start_ms=preset.start_ms,
             end_ms=self.now_ms,
             setup_s=setup_s,
             wall_s=time.perf_counter() - self._started,
         )
+
+    def _cluster_check(self) -> dict[str, Any] | None:
+        """On a cluster: wait for every credit, then compare its content digest with the
+        mirror's; the statuses were compared batch by batch."""
+        if self.cluster is None:
+            return None
+        assert isinstance(self.settler, ClusterSettler)
+        wait_idle(self.cluster.redis, IDLE_TIMEOUT_S)
+        digest = self.cluster.content_digest()
+        mirror = self.ledger.content_digest()
+        return {
+            "vshards": self.cluster.vshard_count,
+            "waves": self.settler.waves,
+            "status_mismatches": self.settler.mismatches[:20],
+            "content_digest": digest.hex(),
+            "consistent": digest == mirror and not self.settler.mismatches,
+        }
 
     # -- helpers -----------------------------------------------------------------------------
 

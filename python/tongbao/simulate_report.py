@@ -244,8 +244,13 @@ def summary_tables(result: SimulationResult) -> list[Table]:
         money.add_row("supply check", "[bold green]OK[/]")
         money.caption = (
             "issued - redeemed = outstanding = sum of balances; invariants hold; state digest "
-            f"{result.state_digest.hex()[:16]}"
+            f"{result.state_digest.hex()[:16]}, content digest {result.content_digest.hex()[:16]}"
         )
+        if result.cluster is not None:
+            money.caption += (
+                f"; cluster of {result.cluster['vshards']} vshards ({result.cluster['waves']} "
+                "waves): same statuses and content digest"
+            )
     else:
         money.add_row("supply check", "[bold red]FAILED[/]")
         money.caption = escape(result.invariant_error or "the totals disagree")
@@ -339,7 +344,8 @@ def write_html(result: SimulationResult, path: Path) -> None:
 pre{{font-size:12px;line-height:1.25}} img{{max-width:100%}}</style></head>
 <body><h1>{title}</h1>
 <p>Source: {html.escape(result.preset.source)}. Seed {result.config.seed}; state digest
-<code>{result.state_digest.hex()}</code>. Figures match the preset:
+<code>{result.state_digest.hex()}</code>; content digest
+<code>{result.content_digest.hex()}</code>. Figures match the preset:
 <b>{"yes" if result.figures_match else "NO"}</b>; supply check:
 <b>{"OK" if result.supply_ok else "FAILED"}</b>.</p>
 <h2>Throughput</h2>

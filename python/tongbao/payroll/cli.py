@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -20,12 +21,23 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 import tongbao as tb
+from tongbao.cluster import Cluster
 from tongbao.errors import InvalidArgument
 from tongbao.payroll import generate as gen
+from tongbao.payroll.distributed import ClusterPayrollLedger
 from tongbao.payroll.inputs import parse_file
-from tongbao.payroll.run import BATCH_CHUNKS, CHUNK_OUTPUTS, read_status, run_payroll, runs_dir
+from tongbao.payroll.run import (
+    BATCH_CHUNKS,
+    CHUNK_OUTPUTS,
+    PayrollLedger,
+    read_status,
+    run_payroll,
+    runs_dir,
+)
 
 DEFAULT_LEDGER = Path("tongbao-ledger")
+#: Where ``payroll run --redis`` keeps its runs unless ``--runs`` says otherwise.
+DEFAULT_CLUSTER_RUNS = Path("tongbao-payroll")
 
 
 def _positive(text: str) -> int:
@@ -68,6 +80,26 @@ def add_payroll(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
         default=DEFAULT_LEDGER,
         metavar="DIR",
         help="durable ledger directory (default: %(default)s)",
+    )
+    r.add_argument(
+        "--redis",
+        metavar="URL",
+        help="settle on the cluster behind this Redis (workers must be running) instead of "
+        "the embedded --ledger; the run's plan, progress and reports go to --runs",
+    )
+    r.add_argument(
+        "--runs",
+        type=Path,
+        metavar="DIR",
+        help="where runs keep their plan, progress and reports (default: LEDGER/payroll; "
+        f"with --redis: {DEFAULT_CLUSTER_RUNS})",
+    )
+    r.add_argument(
+        "--timeout-s",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="with --redis: how long to wait for one batch's answers (default: %(default)s)",
     )
     r.add_argument(
         "--partial",
@@ -125,6 +157,12 @@ def add_payroll(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
     )
     s.add_argument("run_id", metavar="RUN_ID")
     s.add_argument("--ledger", type=Path, default=DEFAULT_LEDGER, metavar="DIR")
+    s.add_argument(
+        "--runs",
+        type=Path,
+        metavar="DIR",
+        help="the runs directory (default: LEDGER/payroll); for runs made with --redis",
+    )
     s.set_defaults(handler=status_cli)
 
     g = actions.add_parser(
@@ -150,6 +188,11 @@ def add_payroll(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
         help="also set up a ledger world in DIR (must be new or empty)",
     )
     g.add_argument(
+        "--redis",
+        metavar="URL",
+        help="also set up the same world on the cluster behind this Redis (workers running)",
+    )
+    g.add_argument(
         "--margin-yuan",
         type=int,
         default=100_000,
@@ -159,7 +202,7 @@ def add_payroll(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
     g.set_defaults(handler=generate_cli)
 
 
-def _keyring(args: argparse.Namespace, ledger: tb.Ledger) -> tb.Keyring:
+def _keyring(args: argparse.Namespace, ledger: PayrollLedger) -> tb.Keyring:
     info = ledger.wallet(args.employer)
     if info is None:
         raise InvalidArgument(f"--employer: wallet {args.employer} is not in the ledger")
@@ -173,14 +216,23 @@ def _keyring(args: argparse.Namespace, ledger: tb.Ledger) -> tb.Keyring:
 
 
 def run_payroll_cli(args: argparse.Namespace, console: Console) -> int:
-    """Run ``tongbao payroll run``."""
+    """Run ``tongbao payroll run``: embedded on ``--ledger``, or on the cluster with
+    ``--redis``."""
     if not args.file.is_file():
         raise InvalidArgument(f"no such file: {args.file}")
-    if not args.ledger.is_dir():
+    if args.redis is None and not args.ledger.is_dir():
         raise InvalidArgument(f"--ledger: no such ledger directory: {args.ledger}")
     payroll = parse_file(args.file)
     show = not args.quiet and console.is_terminal
-    with tb.Ledger.open(args.ledger, verify_signatures=args.verify) as ledger:
+    with contextlib.ExitStack() as stack:
+        ledger: PayrollLedger
+        if args.redis is not None:
+            client = stack.enter_context(Cluster(args.redis, timeout_s=args.timeout_s))
+            ledger = ClusterPayrollLedger(client, args.employer)
+            root = args.runs or DEFAULT_CLUSTER_RUNS
+        else:
+            ledger = stack.enter_context(tb.Ledger.open(args.ledger, verify_signatures=args.verify))
+            root = args.runs or runs_dir(args.ledger)
         keys = _keyring(args, ledger)
         with Progress(
             TextColumn("[bold]paying"),
@@ -201,7 +253,7 @@ def run_payroll_cli(args: argparse.Namespace, console: Console) -> int:
                 keys,
                 payroll,
                 args.employer,
-                runs_dir(args.ledger),
+                root,
                 partial=args.partial,
                 timestamp_ms=args.timestamp_ms,
                 chunk_outputs=args.chunk_size,
@@ -222,7 +274,8 @@ def run_payroll_cli(args: argparse.Namespace, console: Console) -> int:
 
 def status_cli(args: argparse.Namespace, console: Console) -> int:
     """Run ``tongbao payroll status``."""
-    sys.stdout.write(json.dumps(read_status(runs_dir(args.ledger), args.run_id), indent=2) + "\n")
+    root = args.runs or runs_dir(args.ledger)
+    sys.stdout.write(json.dumps(read_status(root, args.run_id), indent=2) + "\n")
     return 0
 
 
@@ -245,8 +298,14 @@ def generate_cli(args: argparse.Namespace, console: Console) -> int:
             raise InvalidArgument("--margin-yuan leaves nothing to fund the employer with")
         with tb.Ledger.open(args.ledger) as ledger:
             gen.setup_world(ledger, tb.Keyring(), spec)
+    if args.redis is not None:
+        if spec.total_fen() + spec.margin_fen <= 0:
+            raise InvalidArgument("--margin-yuan leaves nothing to fund the employer with")
+        with Cluster(args.redis, timeout_s=600) as client:
+            gen.setup_world(tb.Ledger(verify_signatures=False), tb.Keyring(), spec, cluster=client)
     console.print(
         f"wrote {args.out} ({spec.payees:,} payees, {args.format})"
         + (f" and a funded world in {args.ledger}" if args.ledger is not None else "")
+        + (f" and on the cluster at {args.redis}" if args.redis is not None else "")
     )
     return 0

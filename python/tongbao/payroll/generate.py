@@ -20,16 +20,20 @@ True
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+import numpy as np
+
 import tongbao as tb
 from tongbao import _core
+from tongbao.cluster import Cluster, wait_idle
+from tongbao.errors import TongbaoError
 from tongbao.payroll.inputs import PAIN001_NS
 from tongbao.payroll.reports import atomic_text, iso_datetime, yuan_text
-from tongbao.types import WalletKind
+from tongbao.types import Status, WalletKind
 
 CENTRAL_BANK_ID = 1
 OPERATOR_ID = 1_000
@@ -117,15 +121,40 @@ def setup_world(
     spec: PayrollSpec,
     *,
     key_seed: bytes = b"tongbao",
+    cluster: Cluster | None = None,
 ) -> None:
     """Register a central bank, an operator bank, the employer (corporate, class 1) and every
     payee (personal, class 1), with keys derived from ``key_seed``; issue the file's total plus
-    ``margin_fen`` to the operator and pay it to the employer, at ``WORLD_TIMESTAMP_MS``."""
+    ``margin_fen`` to the operator and pay it to the employer, at ``WORLD_TIMESTAMP_MS``.
+
+    With ``cluster``, the same wallets are registered and the same transactions settled on the
+    cluster too (``ledger`` is then a mirror that builds them, e.g. ``tb.Ledger()``): the
+    cluster ends in the same state, token ids included, and is waited on until idle."""
+
+    def register(ids: Sequence[int], kind: WalletKind, publics: Sequence[bytes]) -> None:
+        if cluster is not None:
+            operator = 0 if kind in (WalletKind.CENTRAL_BANK, WalletKind.OPERATOR) else OPERATOR_ID
+            cluster.register_wallets(list(ids), int(kind), list(publics), operator=operator)
+
+    def settle(txs: list[bytes], t: int) -> None:
+        ledger.settle(txs, t)
+        if cluster is not None:
+            got = cluster.settle(txs, t)
+            # ALREADY_SETTLED: a worker settled the entry, lost its lease before answering,
+            # and the next owner answered the redelivered entry.
+            if not np.isin(got, [Status.OK, Status.ALREADY_SETTLED]).all():
+                names = [Status(int(x)).name for x in got]
+                raise TongbaoError(f"setting up the payroll world on the cluster: {names}")
+            wait_idle(cluster.redis)
+
     ledger.open_wallets(keyring, [CENTRAL_BANK_ID], WalletKind.CENTRAL_BANK, seed=key_seed)
     ledger.open_wallets(keyring, [OPERATOR_ID], WalletKind.OPERATOR, seed=key_seed)
     ledger.open_wallets(
         keyring, [spec.employer], WalletKind.CORPORATE, seed=key_seed, operator=OPERATOR_ID
     )
+    register([CENTRAL_BANK_ID], WalletKind.CENTRAL_BANK, [keyring.public_key(CENTRAL_BANK_ID)])
+    register([OPERATOR_ID], WalletKind.OPERATOR, [keyring.public_key(OPERATOR_ID)])
+    register([spec.employer], WalletKind.CORPORATE, [keyring.public_key(spec.employer)])
     for start in range(0, spec.payees, REGISTER_CHUNK):
         ids = range(
             spec.payee_base + start, spec.payee_base + min(spec.payees, start + REGISTER_CHUNK)
@@ -136,9 +165,10 @@ def setup_world(
         ledger.register_wallets(
             list(ids), WalletKind.PERSONAL, [public] * len(ids), operator=OPERATOR_ID
         )
+        register(ids, WalletKind.PERSONAL, [public] * len(ids))
     fund = spec.total_fen() + spec.margin_fen
     t = max(WORLD_TIMESTAMP_MS, ledger.last_timestamp_ms)
     issue = tb.issue(keyring, CENTRAL_BANK_ID, [(OPERATOR_ID, fund)], timestamp_ms=t)
-    ledger.settle([issue], t)
+    settle([issue], t)
     txs, _ = ledger.build_payments(keyring, [OPERATOR_ID], [spec.employer], [fund], t)
-    ledger.settle(txs, t)
+    settle(txs, t)

@@ -23,8 +23,9 @@ The exactly-once design (``docs/decisions/0008-payroll-exactly-once.md``):
 4. **Report**: CSV and ``pain.002.001.10`` from the plan and the statuses only, so a re-run's
    report is byte-identical to an uninterrupted run's.
 
-The engine is reached through :class:`PayrollLedger`, the small seam a cluster client will
-implement; :class:`tongbao.Ledger` satisfies it.
+The engine is reached through :class:`PayrollLedger`, the small seam that
+:class:`tongbao.Ledger` (embedded) and :class:`tongbao.payroll.distributed.ClusterPayrollLedger`
+(the cluster, ``--redis``) both satisfy.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ import numpy.typing as npt
 import tongbao as tb
 from tongbao import _core
 from tongbao.errors import InvalidArgument, PayrollRunError, UnknownWallet
-from tongbao.ledger import PayeeStates, Settlement, WalletInfo
+from tongbao.ledger import PayeeStates, WalletInfo
 from tongbao.payroll.inputs import Payroll
 from tongbao.types import Kind, Status, WalletStatus
 
@@ -105,10 +106,17 @@ _REASON_OF_STATUS = np.array(
 )
 
 
+class Settled(Protocol):
+    """What a settle gives back to a run: one status per transaction, in batch order."""
+
+    @property
+    def statuses(self) -> npt.NDArray[np.uint8]: ...
+
+
 class PayrollLedger(Protocol):
     """What a payroll run needs from the engine: the reads of pre-flight and planning, and one
-    batch-shaped ``settle``. :class:`tongbao.Ledger` (embedded) satisfies it; the cluster
-    client plugs in here."""
+    batch-shaped ``settle``. :class:`tongbao.Ledger` (embedded) satisfies it, and so does
+    :class:`tongbao.payroll.distributed.ClusterPayrollLedger` (the cluster)."""
 
     def wallet(self, wallet_id: int) -> WalletInfo | None: ...
     def payee_states(self, wallet_ids: Sequence[int] | npt.NDArray[np.uint64]) -> PayeeStates: ...
@@ -116,7 +124,7 @@ class PayrollLedger(Protocol):
     def outflow_room(self, wallet_id: int, timestamp_ms: int) -> tuple[int | None, int | None]: ...
     @property
     def last_timestamp_ms(self) -> int: ...
-    def settle(self, batch: Sequence[bytes] | bytes, timestamp_ms: int) -> Settlement: ...
+    def settle(self, batch: Sequence[bytes], timestamp_ms: int) -> Settled: ...
 
 
 @dataclass

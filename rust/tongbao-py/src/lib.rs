@@ -149,6 +149,7 @@ macro_rules! set_fields {
     };
 }
 
+mod content;
 mod shard;
 
 fn receipt_dict<'py>(py: Python<'py>, r: &core::Receipt) -> PyResult<Bound<'py, PyDict>> {
@@ -1245,6 +1246,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(public_key_from_secret, m)?)?;
     m.add_function(wrap_pyfunction!(audit_log, m)?)?;
     shard::register(m)?;
+    content::register(m)?;
     m.add_function(wrap_pyfunction!(day_report, m)?)?;
     m.add("FORMAT_VERSION", format::FORMAT_VERSION)?;
     m.add("ADMIN_FORMAT_VERSION", format::ADMIN_FORMAT_VERSION)?;
