@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod builder;
+pub mod conditions;
 pub mod credits;
 pub mod crypto;
 pub mod error;
@@ -22,6 +23,7 @@ pub mod wal;
 pub use builder::{
     build_payments, build_payments_with_references, BuiltPayments, Keyring, Payment,
 };
+pub use conditions::{ConditionState, ConditionStats};
 pub use credits::{home_vshard, Credit, ShardSpec, ShardTotals};
 pub use crypto::{PublicKey, Scheme, SigningKey};
 pub use error::{DecodeError, Error, Result};
