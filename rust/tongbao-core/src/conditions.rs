@@ -288,8 +288,10 @@ impl Ledger {
     /// Apply an earmark plan after the transfer's tokens moved: forget the inputs' earmarks,
     /// earmark the outputs, update the totals.
     pub(crate) fn apply_earmarks(&mut self, tx: &Transaction, plan: EarmarkPlan) {
-        for input in &tx.inputs {
-            self.conds.earmarks.remove(input);
+        if plan.spent.is_some() {
+            for input in &tx.inputs {
+                self.conds.earmarks.remove(input);
+            }
         }
         if let Some((cond, spent)) = &plan.spent {
             let stats = &mut self.conds.defs.get_mut(cond).expect("checked").stats;
@@ -304,12 +306,7 @@ impl Ledger {
         // Outstanding follows the earmarked tokens: recompute the touched conditions' share.
         let mut touched: Vec<u64> = plan.issued.iter().map(|(c, _)| *c).collect();
         touched.extend(plan.spent.as_ref().map(|(c, _)| *c));
-        for (index, o) in tx.outputs.iter().enumerate() {
-            if let Condition::Earmark(id) = o.condition {
-                let token = crate::format::token_id(&tx.id, index as u16);
-                self.conds.earmarks.insert(token, id);
-            }
-        }
+        // (The outputs' earmarks were recorded as their tokens were created, ledger.rs.)
         touched.sort_unstable();
         touched.dedup();
         for cond in touched {

@@ -1263,6 +1263,67 @@ mod tests {
     }
 
     #[test]
+    fn earmarked_outputs_are_version_4_and_plain_ones_stay_version_1() {
+        let mut tx = sample();
+        let plain = tx.encode();
+        assert_eq!(plain[0], FORMAT_VERSION);
+        tx.outputs[1].condition = Condition::Earmark(2020);
+        tx.id = tx_id_of_body(&tx.encode_body());
+        let bytes = tx.encode();
+        assert_eq!(bytes[0], CONDITION_FORMAT_VERSION);
+        assert_eq!(bytes.len(), plain.len() + 8);
+        assert_eq!(decode(&bytes).unwrap(), tx);
+        assert_eq!(body_len(&bytes).unwrap(), tx.encode_body().len());
+        // A version 4 transfer without an earmarked output, and condition id 0, are malformed.
+        let mut v4 = plain.clone();
+        v4[0] = CONDITION_FORMAT_VERSION;
+        assert_eq!(decode(&v4).unwrap_err().field, "version");
+        let mut zero = bytes.clone();
+        let id_at = HEADER_LEN + 2 + 64 + 2 + OUTPUT_LEN + OUTPUT_LEN;
+        zero[id_at..id_at + 8].copy_from_slice(&0u64.to_le_bytes());
+        assert_eq!(decode(&zero).unwrap_err().field, "outputs.condition_id");
+        for cut in 0..bytes.len() {
+            assert!(decode(&bytes[..cut]).is_err());
+        }
+    }
+
+    #[test]
+    fn define_round_trips_and_checks_its_lists() {
+        let def = ConditionDef {
+            id: 7,
+            issuer: 500,
+            reclaimer: 501,
+            not_before_ms: 10,
+            valid_until_ms: 20,
+            flags: FLAG_NOT_TRANSFERABLE | FLAG_NOT_REDEEMABLE,
+            mccs: vec![4111, 5812],
+            merchants: vec![3001],
+            regions: vec![440300],
+        };
+        let mut bytes = encode_define_body(1, 2, &def, b"prog");
+        append_signatures(&mut bytes, &[]);
+        let tx = decode(&bytes).unwrap();
+        assert_eq!(tx.kind, Kind::Define);
+        assert_eq!(tx.define.as_deref(), Some(&def));
+        assert_eq!(tx.encode(), bytes);
+        assert_eq!(body_len(&bytes).unwrap(), bytes.len() - 1);
+        let unsorted = ConditionDef {
+            mccs: vec![5812, 4111],
+            ..def.clone()
+        };
+        let mut bad = encode_define_body(1, 2, &unsorted, b"");
+        append_signatures(&mut bad, &[]);
+        assert_eq!(decode(&bad).unwrap_err().field, "define.mccs");
+        let empty_window = ConditionDef {
+            valid_until_ms: 10,
+            ..def
+        };
+        let mut bad = encode_define_body(1, 2, &empty_window, b"");
+        append_signatures(&mut bad, &[]);
+        assert_eq!(decode(&bad).unwrap_err().field, "define.valid_until_ms");
+    }
+
+    #[test]
     fn token_ids_differ_by_index() {
         let id = [1u8; 32];
         assert_ne!(token_id(&id, 0), token_id(&id, 1));

@@ -999,6 +999,10 @@ impl Ledger {
             };
             if credit > 0 {
                 let id = token_id(&tx.id, index as u16);
+                if let crate::format::Condition::Earmark(c) = output.condition {
+                    // Earmarked outputs are never swept nor exported (checked in conditions.rs).
+                    self.conds.earmarks.insert(id, c);
+                }
                 place(self, id, output.owner, credit, refund_to);
             }
             if swept > 0 {
