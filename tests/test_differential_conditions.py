@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, Phase, event, given, note, settings
 from hypothesis import strategies as st
 
 import tongbao as tb
-from model import CENTRAL_BANK, CORPORATE, ED25519, MERCHANT, OPERATOR, PERSONAL, S, Model
+from model import CENTRAL_BANK, CORPORATE, ED25519, MERCHANT, OPERATOR, PERSONAL, Model, S
 
 CB, OP, GOV, GOV2 = 1, 100, 500, 501
 PEOPLE = [1001, 1002, 1003]

@@ -19,6 +19,7 @@ import orjson
 from rich.console import Console
 
 from tongbao import programme as pg
+from tongbao.errors import InvalidArgument
 
 
 def add_programme(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -68,7 +69,7 @@ def run_run(args: argparse.Namespace, console: Console) -> int:
     """``tongbao programme run``."""
     programme = pg.load_programme(args.config)
     if not 0.0 <= args.spend_share <= 1.0:
-        raise pg.InvalidArgument(f"--spend-share must be in [0, 1], got {args.spend_share}")
+        raise InvalidArgument(f"--spend-share must be in [0, 1], got {args.spend_share}")
     run = pg.run_programme(
         programme,
         spend_share=args.spend_share,

@@ -115,23 +115,6 @@ pub(crate) struct EarmarkPlan {
 }
 
 impl Ledger {
-    /// The earmark of each input (`None`: free), or nothing when no input is earmarked.
-    fn input_earmarks(&self, tx: &Transaction) -> Vec<Option<u64>> {
-        if self.conds.earmarks.is_empty() {
-            return Vec::new();
-        }
-        let marks: Vec<Option<u64>> = tx
-            .inputs
-            .iter()
-            .map(|i| self.conds.earmarks.get(i).copied())
-            .collect();
-        if marks.iter().all(Option::is_none) {
-            Vec::new()
-        } else {
-            marks
-        }
-    }
-
     /// The condition checks of a transfer or redeem whose other checks (wallet rules included)
     /// passed: `records` are its inputs, `plan` the wallet rules' plan. `None`: nothing
     /// earmarked is involved.
@@ -142,24 +125,24 @@ impl Ledger {
         plan: &Plan,
         now_ms: u64,
     ) -> Result<Option<EarmarkPlan>, Status> {
-        let marks = self.input_earmarks(tx);
-        if marks.is_empty() && !tx.has_earmarked_output() {
-            return Ok(None);
-        }
-        let signers: Vec<WalletId> = tx.signatures.iter().map(|s| s.signer).collect();
-        let signed = |w: WalletId| signers.contains(&w);
-        // The input condition: at most one.
+        // The input condition (at most one) and the earmarked input value.
         let mut input_condition: Option<u64> = None;
         let mut earmarked_fen: u64 = 0;
-        for (mark, record) in marks.iter().zip(records) {
-            if let Some(id) = mark {
-                if input_condition.is_some_and(|c| c != *id) {
-                    return Err(Status::ConditionInvalid);
+        if !self.conds.earmarks.is_empty() {
+            for (input, record) in tx.inputs.iter().zip(records) {
+                if let Some(id) = self.conds.earmarks.get(input) {
+                    if input_condition.is_some_and(|c| c != *id) {
+                        return Err(Status::ConditionInvalid);
+                    }
+                    input_condition = Some(*id);
+                    earmarked_fen += record.value_fen;
                 }
-                input_condition = Some(*id);
-                earmarked_fen += record.value_fen;
             }
         }
+        if input_condition.is_none() && !tx.has_earmarked_output() {
+            return Ok(None);
+        }
+        let signed = |w: WalletId| tx.signatures.iter().any(|s| s.signer == w);
         for o in &tx.outputs {
             if let Condition::Earmark(id) = o.condition {
                 if !self.conds.defs.contains_key(&id) {
@@ -176,7 +159,7 @@ impl Ledger {
         }
         let is_issuer = |id: u64| {
             let issuer = self.conds.defs[&id].def.issuer;
-            signers.as_slice() == [issuer]
+            matches!(tx.signatures.as_slice(), [one] if one.signer == issuer)
         };
         // Outputs under the input condition, outputs newly earmarked by an issuer.
         let mut kept_fen: u64 = 0;
