@@ -49,21 +49,40 @@ U64_MAX = 2**64 - 1
 HEADER_LEN = 1 + 1 + 8 + 8
 OUTPUT_LEN = 8 + 8 + 1
 SIGNATURE_ENTRY_LEN = 8 + 64
-TX_BYTES_MAX = (
+CONDITION_FORMAT_VERSION = 4  # programmable money: earmarked outputs, kinds 13-14
+CONDITION_MCCS_MAX, CONDITION_MERCHANTS_MAX, CONDITION_REGIONS_MAX = 256, 4096, 256
+FLAG_NOT_TRANSFERABLE, FLAG_NOT_REDEEMABLE = 1, 2
+# The longest transaction: a condition definition with full lists (longer than any payment,
+# even one whose outputs all carry a condition id).
+TX_BYTES_MAX = max(
     HEADER_LEN
     + 2
     + INPUTS_MAX * 32
     + 2
-    + OUTPUTS_MAX * OUTPUT_LEN
+    + OUTPUTS_MAX * (OUTPUT_LEN + 8)
     + 1
     + REFERENCE_LEN_MAX
     + 1
-    + SIGNATURES_MAX * SIGNATURE_ENTRY_LEN
+    + SIGNATURES_MAX * SIGNATURE_ENTRY_LEN,
+    HEADER_LEN
+    + 5 * 8
+    + 1
+    + 2
+    + CONDITION_MCCS_MAX * 2
+    + 2
+    + CONDITION_MERCHANTS_MAX * 8
+    + 2
+    + CONDITION_REGIONS_MAX * 4
+    + 1
+    + REFERENCE_LEN_MAX
+    + 1
+    + SIGNATURES_MAX * SIGNATURE_ENTRY_LEN,
 )
 
 ISSUE, TRANSFER, REDEEM = 1, 2, 3
 K_REGISTER, K_SET_CLASS, K_FREEZE, K_UNFREEZE, K_CLOSE = 4, 5, 6, 7, 8
 ADMIN_KINDS = (K_REGISTER, K_SET_CLASS, K_FREEZE, K_UNFREEZE, K_CLOSE)
+DEFINE, RECLAIM = 13, 14
 KEY_LENGTHS = {1: (32,), 2: (33, 65)}  # Ed25519; SM2 compressed or uncompressed SEC1
 
 # Wallet kinds (ledger.rs WalletKind) and signature schemes (crypto.rs Scheme).
@@ -101,6 +120,12 @@ class S(IntEnum):
     WALLET_EXISTS = 22
     INVALID_WALLET = 23
     BALANCE_NOT_ZERO = 24
+    # docs/programmable-money.md
+    CONDITION_FAILED = 30
+    CONDITION_NOT_TRANSFERABLE = 31
+    CONDITION_NOT_REDEEMABLE = 32
+    CONDITION_WINDOW = 33
+    CONDITION_INVALID = 34
 
 
 RULE_STATUSES = frozenset(range(S.WALLET_FROZEN, S.LIMIT_BALANCE + 1))
@@ -142,6 +167,9 @@ class Tx:
     wallet: int = 0
     registration: tuple[int, int, int, int, int, int, bool, int, bytes] | None = None
     new_class: int = 0
+    # Programmable money: each output's condition (0: none), and a DEFINE's condition.
+    conditions: tuple[int, ...] = ()
+    define: CondDef | None = None
 
     @property
     def signers(self) -> list[int]:
@@ -151,6 +179,29 @@ class Tx:
     def output_sum(self) -> int:
         """Exact sum (a Python int: may exceed u64)."""
         return sum(a for _, a in self.outputs)
+
+
+@dataclass(frozen=True)
+class CondDef:
+    """A spending condition as a DEFINE carries it (docs/programmable-money.md)."""
+
+    condition: int
+    issuer: int
+    reclaimer: int
+    not_before_ms: int
+    valid_until_ms: int
+    flags: int
+    mccs: tuple[int, ...]
+    merchants: tuple[int, ...]
+    regions: tuple[int, ...]
+
+    def allows(self, wallet_id: int, mcc: int, region: int) -> bool:
+        """Whether a merchant is inside every non-empty list."""
+        return (
+            (not self.merchants or wallet_id in self.merchants)
+            and (not self.mccs or mcc in self.mccs)
+            and (not self.regions or region in self.regions)
+        )
 
 
 def tx_id_of_body(body: bytes) -> bytes:
@@ -191,12 +242,21 @@ def decode(data: bytes) -> Tx:
         raise DecodeError("transaction", 0, "too long")
     r = _Reader(data)
     version = r.u8("version")
-    if version not in (FORMAT_VERSION, ADMIN_FORMAT_VERSION):
+    if version not in (FORMAT_VERSION, ADMIN_FORMAT_VERSION, CONDITION_FORMAT_VERSION):
         raise DecodeError("version", 0, "unsupported version")
     kind = r.u8("kind")
-    if kind not in (ISSUE, TRANSFER, REDEEM, *ADMIN_KINDS):
+    if kind not in (ISSUE, TRANSFER, REDEEM, *ADMIN_KINDS, DEFINE, RECLAIM):
         raise DecodeError("kind", 1, "unknown kind")
-    if (version == ADMIN_FORMAT_VERSION) != (kind in ADMIN_KINDS):
+    # Version of each kind; transfers and redeems are version 4 with an earmarked output.
+    home = (
+        ADMIN_FORMAT_VERSION
+        if kind in ADMIN_KINDS
+        else CONDITION_FORMAT_VERSION
+        if kind in (DEFINE, RECLAIM)
+        else FORMAT_VERSION
+    )
+    earmark_version = version == CONDITION_FORMAT_VERSION and kind in (TRANSFER, REDEEM)
+    if version != home and not earmark_version:
         raise DecodeError("kind", 1, "kind not of this format version")
     timestamp_ms = r.u64("timestamp_ms")
     expiry_pos = r.pos
@@ -207,6 +267,8 @@ def decode(data: bytes) -> Tx:
         raise DecodeError("expiry_ms", expiry_pos, "validity window too long")
     if kind in ADMIN_KINDS:
         return _decode_admin(data, r, kind, timestamp_ms, expiry_ms)
+    if kind == DEFINE:
+        return _decode_define(data, r, timestamp_ms, expiry_ms)
 
     n_pos = r.pos
     n_inputs = r.u16("n_inputs")
@@ -219,13 +281,22 @@ def decode(data: bytes) -> Tx:
     if n_outputs > OUTPUTS_MAX:
         raise DecodeError("n_outputs", n_pos, "too many outputs")
     outputs = []
+    conditions = []
     for _ in range(n_outputs):
         owner = r.u64("outputs.owner")
         amount = r.u64("outputs.amount_fen")
         tag_pos = r.pos
-        if r.u8("outputs.condition") != 0:
+        tag = r.u8("outputs.condition")
+        condition = 0
+        if tag == 1 and earmark_version:
+            id_pos = r.pos
+            condition = r.u64("outputs.condition_id")
+            if condition == 0:
+                raise DecodeError("outputs.condition_id", id_pos, "condition 0 is reserved")
+        elif tag != 0:
             raise DecodeError("outputs.condition", tag_pos, "unknown condition tag")
         outputs.append((owner, amount))
+        conditions.append(condition)
 
     reference_len = r.u8("reference_len")
     if reference_len > REFERENCE_LEN_MAX:
@@ -235,12 +306,14 @@ def decode(data: bytes) -> Tx:
 
     signatures = _signatures(data, r)
 
+    if earmark_version and not any(conditions):
+        raise DecodeError("version", 0, "no earmarked output: format version 1")
     # The shape of each kind.
     if kind == ISSUE and n_inputs != 0:
         raise DecodeError("n_inputs", HEADER_LEN, "an issue has no inputs")
-    if kind in (TRANSFER, REDEEM) and n_inputs == 0:
+    if kind in (TRANSFER, REDEEM, RECLAIM) and n_inputs == 0:
         raise DecodeError("n_inputs", HEADER_LEN, "needs an input")
-    if kind in (ISSUE, TRANSFER) and n_outputs == 0:
+    if kind in (ISSUE, TRANSFER, RECLAIM) and n_outputs == 0:
         raise DecodeError("n_outputs", HEADER_LEN + 2 + 32 * n_inputs, "needs an output")
 
     return Tx(
@@ -253,6 +326,60 @@ def decode(data: bytes) -> Tx:
         signatures=tuple(signatures),
         id=tx_id_of_body(body),
         body=body,
+        conditions=tuple(conditions),
+    )
+
+
+def _decode_define(data: bytes, r: _Reader, timestamp_ms: int, expiry_ms: int) -> Tx:
+    """The rest of a DEFINE (kind 13) after the validity window."""
+    condition = r.u64("define.condition")
+    if condition == 0:
+        raise DecodeError("define.condition", HEADER_LEN, "condition 0 is reserved")
+    issuer, reclaimer, not_before = (
+        r.u64(f"define.{n}") for n in ("issuer", "reclaimer", "not_before_ms")
+    )
+    until_pos = r.pos
+    valid_until = r.u64("define.valid_until_ms")
+    if valid_until <= not_before:
+        raise DecodeError("define.valid_until_ms", until_pos, "window ends before it starts")
+    flags = r.u8("define.flags")
+    if flags & ~(FLAG_NOT_TRANSFERABLE | FLAG_NOT_REDEEMABLE):
+        raise DecodeError("define.flags", r.pos - 1, "unknown flags")
+    lists = []
+    for name, width, most in (
+        ("define.mccs", 2, CONDITION_MCCS_MAX),
+        ("define.merchants", 8, CONDITION_MERCHANTS_MAX),
+        ("define.regions", 4, CONDITION_REGIONS_MAX),
+    ):
+        n_pos = r.pos
+        n = r.u16(name)
+        if n > most:
+            raise DecodeError(name, n_pos, "too many entries")
+        items: list[int] = []
+        for _ in range(n):
+            pos = r.pos
+            v = int.from_bytes(r.take(width, name), "little")
+            if items and items[-1] >= v:
+                raise DecodeError(name, pos, "not sorted ascending without duplicates")
+            items.append(v)
+        lists.append(tuple(items))
+    reference_len = r.u8("reference_len")
+    if reference_len > REFERENCE_LEN_MAX:
+        raise DecodeError("reference_len", r.pos - 1, "reference too long")
+    reference = r.take(reference_len, "reference")
+    body = data[: r.pos]
+    signatures = _signatures(data, r)
+    return Tx(
+        kind=DEFINE,
+        timestamp_ms=timestamp_ms,
+        expiry_ms=expiry_ms,
+        inputs=(),
+        outputs=(),
+        reference=reference,
+        signatures=tuple(signatures),
+        id=tx_id_of_body(body),
+        body=body,
+        define=CondDef(condition, issuer, reclaimer, not_before, valid_until, flags, *lists),
     )
 
 
@@ -432,6 +559,11 @@ class Model:
     # (the core verifies signatures before applying the batch, so a wallet opened by a
     # registration in a batch can receive in it but signs from the next batch on).
     signer_ids: set[int] = field(default_factory=set)
+    # Programmable money: conditions by id, the earmark of each earmarked unspent token, and
+    # per condition (issued, spent by mcc, reclaimed).
+    conditions: dict[int, CondDef] = field(default_factory=dict)
+    earmarks: dict[bytes, int] = field(default_factory=dict)
+    cond_totals: dict[int, tuple[int, dict[int, int], int]] = field(default_factory=dict)
 
     # -- wallets ---------------------------------------------------------------------------
 
@@ -584,7 +716,27 @@ class Model:
             h.update(tid)
             h.update(owner.to_bytes(8, "little"))
             h.update(value.to_bytes(8, "little"))
+        if self.conditions:  # ledgers without conditions keep their digest
+            h.update(b"conditions")
+            for cid in sorted(self.conditions):
+                c = self.conditions[cid]
+                u64 = lambda v: v.to_bytes(8, "little")  # noqa: E731
+                h.update(b"".join(u64(v) for v in (cid, c.issuer, c.reclaimer)))
+                h.update(u64(c.not_before_ms) + u64(c.valid_until_ms) + bytes([c.flags]))
+                for items, width in ((c.mccs, 2), (c.merchants, 8), (c.regions, 4)):
+                    h.update(u64(len(items)) + b"".join(v.to_bytes(width, "little") for v in items))
+                issued, spent, reclaimed = self.cond_totals[cid]
+                h.update(u64(issued) + u64(len(spent)))
+                for mcc in sorted(spent):
+                    h.update(mcc.to_bytes(2, "little") + u64(spent[mcc]))
+                h.update(u64(reclaimed) + u64(self.cond_outstanding(cid)))
+            for tid in sorted(self.earmarks):
+                h.update(tid + self.earmarks[tid].to_bytes(8, "little"))
         return h.digest()
+
+    def cond_outstanding(self, condition: int) -> int:
+        """Value of the unspent tokens earmarked under ``condition``."""
+        return sum(self.unspent[t][1] for t, c in self.earmarks.items() if c == condition)
 
     # -- settlement ------------------------------------------------------------------------
 
@@ -619,6 +771,8 @@ class Model:
             return status, tx, None
         if tx.kind in ADMIN_KINDS:
             return self.check_admin(tx), tx, None
+        if tx.kind in (DEFINE, RECLAIM):
+            return status, tx, None  # decided in check()
         if tx.kind == ISSUE:
             # No limits on issues, but a frozen central bank cannot issue and a closed operator
             # cannot receive.
@@ -628,6 +782,8 @@ class Model:
                 return S.WALLET_CLOSED, tx, None
             return status, tx, None
         status, plan = self.check_rules(tx, now)
+        if status == S.OK and plan is not None and (self.conditions or any(tx.conditions)):
+            status = self.check_conditions(tx, plan, now)
         return status, tx, plan
 
     def check(self, raw: bytes, now: int) -> tuple[S, Tx | None]:
@@ -656,6 +812,8 @@ class Model:
             return S.BAD_SIGNATURE, tx  # 9
         if tx.kind in ADMIN_KINDS:
             return S.OK, tx  # the administration checks follow (check_admin)
+        if tx.kind == DEFINE:
+            return self.check_define(tx), tx
         if any(owner not in self.wallets for owner, _ in tx.outputs):
             return S.UNKNOWN_WALLET, tx  # 10
         if any(i not in self.unspent and i not in self.spent for i in tx.inputs):
@@ -666,6 +824,8 @@ class Model:
         signers = set(tx.signers)
         owners = {self.unspent[i][0] for i in tx.inputs}
         input_sum = sum(self.unspent[i][1] for i in tx.inputs)
+        if tx.kind == RECLAIM:
+            return self.check_reclaim(tx, now, input_sum), tx
         if tx.kind == ISSUE:
             if not signers:
                 return S.MISSING_SIGNATURE, tx  # 13
@@ -693,6 +853,159 @@ class Model:
         elif tx.output_sum != input_sum:
             return S.VALUE_MISMATCH, tx  # 16
         return S.OK, tx
+
+    # -- programmable money (docs/programmable-money.md) ------------------------------------
+
+    def check_define(self, tx: Tx) -> S:
+        d = tx.define
+        assert d is not None
+        if not tx.signers:
+            return S.MISSING_SIGNATURE
+        if len(tx.signers) > 1:
+            return S.UNEXPECTED_SIGNER
+        if tx.signers[0] != d.issuer:
+            return S.MISSING_SIGNATURE
+        if d.reclaimer not in self.wallets:
+            return S.UNKNOWN_WALLET
+        issuer = self.wallets[d.issuer]
+        if issuer.kind not in (CORPORATE, OPERATOR, CENTRAL_BANK):
+            return S.NOT_AUTHORIZED
+        if issuer.status == FROZEN:
+            return S.WALLET_FROZEN
+        if issuer.status == CLOSED:
+            return S.WALLET_CLOSED
+        if d.condition in self.conditions:
+            return S.CONDITION_INVALID
+        return S.OK
+
+    def check_reclaim(self, tx: Tx, now: int, input_sum: int) -> S:
+        if not tx.signers:
+            return S.MISSING_SIGNATURE
+        if len(tx.signers) > 1:
+            return S.UNEXPECTED_SIGNER
+        marks = [self.earmarks.get(i) for i in tx.inputs]
+        if any(m is None for m in marks):
+            return S.NOT_AUTHORIZED
+        if len(set(marks)) > 1:
+            return S.CONDITION_INVALID
+        c = self.conditions[marks[0]]  # type: ignore[index]
+        if tx.signers[0] != c.reclaimer or any(o != c.reclaimer for o, _ in tx.outputs):
+            return S.NOT_AUTHORIZED
+        if input_sum != tx.output_sum:
+            return S.VALUE_MISMATCH
+        if now < c.valid_until_ms:
+            return S.CONDITION_WINDOW
+        if self.wallets[c.reclaimer].status == CLOSED:
+            return S.WALLET_CLOSED
+        return S.OK
+
+    def check_conditions(self, tx: Tx, plan: Plan, now: int) -> S:
+        """The rule of docs/programmable-money.md for a transfer or redeem that passed every
+        other check: earmarked value (inputs under one condition C) only stays earmarked C or
+        reaches merchants that satisfy C; only an issuer creates earmarked value."""
+        signers = tx.signers
+        marks = {self.earmarks[i] for i in tx.inputs if i in self.earmarks}
+        if len(marks) > 1:
+            return S.CONDITION_INVALID
+        cond = next(iter(marks), None)
+        if cond is None and not any(tx.conditions):
+            return S.OK  # nothing earmarked involved
+        earmarked = sum(self.unspent[i][1] for i in tx.inputs if i in self.earmarks)
+        for c in tx.conditions:
+            if c and c not in self.conditions:
+                return S.CONDITION_INVALID
+        if tx.kind == REDEEM:
+            return S.CONDITION_NOT_REDEEMABLE
+
+        def issuer_signs(c: int) -> bool:
+            return signers == [self.conditions[c].issuer]
+
+        kept = 0
+        for index, ((owner, amount), c) in enumerate(zip(tx.outputs, tx.conditions, strict=True)):
+            if not c:
+                continue
+            d = self.conditions[c]
+            if plan.credits[index][1]:
+                return S.CONDITION_NOT_REDEEMABLE  # an earmarked output would be swept
+            if c == cond:
+                kept += amount
+                if owner not in signers and not issuer_signs(c):
+                    if d.flags & FLAG_NOT_REDEEMABLE and self.wallets[owner].kind == OPERATOR:
+                        return S.CONDITION_NOT_REDEEMABLE
+                    if d.flags & FLAG_NOT_TRANSFERABLE:
+                        return S.CONDITION_NOT_TRANSFERABLE
+            else:
+                if not issuer_signs(c):
+                    return S.NOT_AUTHORIZED
+                if now >= d.valid_until_ms:
+                    return S.CONDITION_WINDOW
+        if cond is None:
+            return S.OK
+        d = self.conditions[cond]
+        if not d.not_before_ms <= now < d.valid_until_ms:
+            return S.CONDITION_WINDOW
+        if kept > earmarked:
+            return S.OK if issuer_signs(cond) else S.NOT_AUTHORIZED
+        leaving = earmarked - kept
+        first_refusal = None
+        for (owner, amount), c in zip(tx.outputs, tx.conditions, strict=True):
+            if leaving == 0:
+                break
+            if c:
+                continue
+            w = self.wallets[owner]
+            if w.kind == MERCHANT and owner not in signers and d.allows(owner, w.mcc, w.region):
+                leaving -= min(amount, leaving)
+                continue
+            if first_refusal is None:
+                if w.kind == OPERATOR and d.flags & FLAG_NOT_REDEEMABLE:
+                    first_refusal = S.CONDITION_NOT_REDEEMABLE
+                elif (
+                    w.kind != MERCHANT and owner not in signers and d.flags & FLAG_NOT_TRANSFERABLE
+                ):
+                    first_refusal = S.CONDITION_NOT_TRANSFERABLE
+                else:
+                    first_refusal = S.CONDITION_FAILED
+        if leaving:
+            return first_refusal or S.CONDITION_FAILED
+        return S.OK
+
+    def apply_conditions(self, tx: Tx, spent_inputs: dict[bytes, int]) -> None:
+        """After ``apply`` moved the tokens of a transfer: the earmark totals and marks.
+        ``spent_inputs`` are the inputs' values."""
+        cond_in = {self.earmarks[i] for i in tx.inputs if i in self.earmarks}
+        earmarked = sum(v for i, v in spent_inputs.items() if i in self.earmarks)
+        for i in tx.inputs:
+            self.earmarks.pop(i, None)
+        cond = next(iter(cond_in), None)
+        signers = tx.signers
+        kept = 0
+        for index, ((_, amount), c) in enumerate(zip(tx.outputs, tx.conditions, strict=True)):
+            if not c:
+                continue
+            self.earmarks[token_id(tx.id, index)] = c
+            if c == cond:
+                kept += amount
+            else:
+                issued, spent, reclaimed = self.cond_totals[c]
+                self.cond_totals[c] = (issued + amount, spent, reclaimed)
+        if cond is None:
+            return
+        issued, spent, reclaimed = self.cond_totals[cond]
+        if kept > earmarked:
+            self.cond_totals[cond] = (issued + kept - earmarked, spent, reclaimed)
+            return
+        leaving = earmarked - kept
+        d = self.conditions[cond]
+        for (owner, amount), c in zip(tx.outputs, tx.conditions, strict=True):
+            if leaving == 0:
+                break
+            w = self.wallets[owner]
+            if c or w.kind != MERCHANT or owner in signers or not d.allows(owner, w.mcc, w.region):
+                continue
+            part = min(amount, leaving)
+            leaving -= part
+            spent[w.mcc] = spent.get(w.mcc, 0) + part
 
     def check_admin(self, tx: Tx) -> S:
         """The wallet-administration checks (docs/status-codes.md), in order."""
@@ -856,11 +1169,27 @@ class Model:
         if tx.kind in ADMIN_KINDS:
             self.apply_admin(tx)
             return
+        if tx.kind == DEFINE:
+            assert tx.define is not None
+            self.conditions[tx.define.condition] = tx.define
+            self.cond_totals[tx.define.condition] = (0, {}, 0)
+            self.settled[tx.id] = tx.expiry_ms
+            return
+        reclaimed = self.earmarks.get(tx.inputs[0]) if tx.kind == RECLAIM else None
+        input_values = {i: self.unspent[i][1] for i in tx.inputs}
+        if tx.kind == TRANSFER and (self.earmarks or any(tx.conditions)):
+            self.apply_conditions(tx, input_values)
         input_sum = 0
         for i in tx.inputs:
             _, value = self.unspent.pop(i)
             input_sum += value
             self.spent[i] = tx.expiry_ms
+        if reclaimed is not None:
+            for i in tx.inputs:
+                del self.earmarks[i]
+            issued, spent, back = self.cond_totals[reclaimed]
+            self.cond_totals[reclaimed] = (issued, spent, back + input_sum)
+            plan = Plan({}, [(amount, 0) for _, amount in tx.outputs], 0)
         if plan is None:
             assert tx.kind == ISSUE
             plan = Plan({}, [(amount, 0) for _, amount in tx.outputs], 0)
@@ -897,9 +1226,10 @@ class Model:
             self.last_totals.redeemed_fen += destroyed
         else:
             assert input_sum == tx.output_sum
-            # Value paid to wallets other than the signers: change is not "moved".
-            signers = {signer for signer, _ in tx.signatures}
-            self.last_totals.value_moved_fen += sum(
-                amount for owner, amount in tx.outputs if owner not in signers
-            )
+            if tx.kind == TRANSFER:
+                # Value paid to wallets other than the signers: change is not "moved".
+                signers = {signer for signer, _ in tx.signatures}
+                self.last_totals.value_moved_fen += sum(
+                    amount for owner, amount in tx.outputs if owner not in signers
+                )
         self.settled[tx.id] = tx.expiry_ms

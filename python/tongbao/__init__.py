@@ -58,14 +58,24 @@ from tongbao.errors import (
     UnknownWallet,
 )
 from tongbao.exchange import deposit_to_digital, digital_to_deposit, top_up
-from tongbao.ledger import Ledger, Receipt, Recovery, Settlement, Supply, WalletInfo
+from tongbao.ledger import (
+    ConditionInfo,
+    Ledger,
+    Receipt,
+    Recovery,
+    Settlement,
+    Supply,
+    WalletInfo,
+)
 from tongbao.limits import ClassLimits, Limits, load_limits, parse_limits
 from tongbao.report import DayReport, OperatorDay, day_report
 from tongbao.tx import (
     decode,
+    define_condition,
     encode,
     from_json,
     issue,
+    reclaim,
     redeem,
     sign,
     to_json,
@@ -90,6 +100,7 @@ __all__ = [
     "AuditReport",
     "BatchRejected",
     "ClassLimits",
+    "ConditionInfo",
     "CorruptLog",
     "DayReport",
     "DuplicateWallet",
@@ -123,6 +134,7 @@ __all__ = [
     "close_wallet",
     "day_report",
     "decode",
+    "define_condition",
     "deposit_to_digital",
     "digital_to_deposit",
     "encode",
@@ -134,6 +146,7 @@ __all__ = [
     "load_limits",
     "parse_limits",
     "public_key_from_secret",
+    "reclaim",
     "redeem",
     "register_wallet",
     "set_wallet_class",

@@ -11,8 +11,13 @@ __all__ = [
     "ADMIN_FORMAT_VERSION",
     "BATCH_TX_COUNT_MAX",
     "CLOCK_SKEW_MS_MAX",
+    "CONDITION_MCCS_MAX",
+    "CONDITION_MERCHANTS_MAX",
+    "CONDITION_REGIONS_MAX",
     "CREDIT_BATCH_MAX",
     "CREDIT_LEN",
+    "FLAG_NOT_REDEEMABLE",
+    "FLAG_NOT_TRANSFERABLE",
     "FORMAT_VERSION",
     "INPUTS_MAX",
     "OUTPUTS_MAX",
@@ -33,6 +38,7 @@ __all__ = [
     "day_report",
     "decode_transaction",
     "encode_admin",
+    "encode_define",
     "encode_transaction",
     "frame_batch",
     "home_vshards",
@@ -67,6 +73,11 @@ BATCH_TX_COUNT_MAX: int
 CLOCK_SKEW_MS_MAX: int
 TIMESTAMP_MS_MAX: int
 STATUS_NAMES: list[str]
+FLAG_NOT_TRANSFERABLE: int
+FLAG_NOT_REDEEMABLE: int
+CONDITION_MERCHANTS_MAX: int
+CONDITION_MCCS_MAX: int
+CONDITION_REGIONS_MAX: int
 __version__: str
 
 @final
@@ -153,6 +164,14 @@ class Ledger:
         """The wallet's fields as a dict, or None."""
 
     def unspent(self, wallet_id: int) -> list[tuple[bytes, int]]: ...
+    def earmarks(self, token_ids: Sequence[bytes]) -> list[int]:
+        """The condition id each token is earmarked under (0: free or not unspent)."""
+
+    def condition_ids(self) -> list[int]: ...
+    def condition_tokens(self, id: int) -> list[tuple[bytes, int, int]]: ...
+    def condition(self, id: int) -> dict[str, Any] | None:
+        """A condition's definition and totals (issued, spent by mcc, reclaimed, outstanding)."""
+
     def token(self, token_id: bytes) -> tuple[int, int] | None: ...
     def is_spent(self, token_id: bytes) -> bool: ...
     def is_settled(self, tx_id: bytes) -> bool: ...
@@ -219,7 +238,26 @@ def encode_transaction(
     expiry_ms: int,
     reference: bytes = ...,
     signatures: Sequence[tuple[int, bytes]] = ...,
-) -> bytes: ...
+    conditions: Sequence[int] | None = None,
+) -> bytes:
+    """Encode a payment or reclaim; ``conditions`` gives each output's condition id (0: none)."""
+
+def encode_define(
+    timestamp_ms: int,
+    expiry_ms: int,
+    condition: int,
+    issuer: int,
+    reclaimer: int,
+    not_before_ms: int,
+    valid_until_ms: int,
+    flags: int,
+    mccs: Sequence[int],
+    merchants: Sequence[int],
+    regions: Sequence[int],
+    reference: bytes = ...,
+) -> bytes:
+    """Encode a condition definition (format version 4, kind 13), unsigned."""
+
 def encode_admin(
     kind: int,
     wallet: int,

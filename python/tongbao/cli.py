@@ -38,6 +38,7 @@ from tongbao.cluster_harness import WorkerPool
 from tongbao.errors import InvalidArgument, TongbaoError
 from tongbao.operator_cli import add_report, add_wallets
 from tongbao.payroll.cli import add_payroll
+from tongbao.programme_cli import add_programme
 
 #: Exit statuses.
 EXIT_OK = 0
@@ -430,6 +431,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], N
     cluster_cli.add_cluster,
     add_wallets,
     add_report,
+    add_programme,
 ]
 
 

@@ -112,6 +112,33 @@ class WalletInfo:
 
 
 @dataclass(frozen=True)
+class ConditionInfo:
+    """A spending condition (programmable money, ``docs/programmable-money.md``) and what its
+    earmarked value has done: always ``issued_fen = spent_fen + reclaimed_fen +
+    outstanding_fen``; ``spent_by_mcc`` is what left the earmark at merchants, by category."""
+
+    condition: int
+    issuer: int
+    reclaimer: int
+    not_before_ms: int
+    valid_until_ms: int
+    not_transferable: bool
+    not_redeemable: bool
+    mccs: tuple[int, ...]
+    merchants: tuple[int, ...]
+    regions: tuple[int, ...]
+    issued_fen: int
+    spent_by_mcc: dict[int, int]
+    reclaimed_fen: int
+    outstanding_fen: int
+
+    @property
+    def spent_fen(self) -> int:
+        """Value spent at merchants, all categories."""
+        return sum(self.spent_by_mcc.values())
+
+
+@dataclass(frozen=True)
 class PayeeStates:
     """Many wallets as a payer sees them before paying (:meth:`Ledger.payee_states`), one
     array entry per requested id: ``status`` (:class:`WalletStatus` values; ``UNKNOWN`` = 255
@@ -549,6 +576,48 @@ class Ledger:
     def unspent(self, wallet_id: int) -> list[tuple[bytes, int]]:
         """The wallet's unspent tokens as ``(token_id, value_fen)``. Raises ``UnknownWallet``."""
         return list(self._core.unspent(wallet_id))
+
+    def earmarks(self, token_ids: Sequence[bytes]) -> list[int]:
+        """The spending condition each token is earmarked under (0: free, or not an unspent
+        token). One call for the whole list."""
+        return list(self._core.earmarks(list(token_ids)))
+
+    def condition_tokens(self, condition: int) -> list[tuple[bytes, int, int]]:
+        """The unspent tokens earmarked under ``condition``: ``(token_id, owner, value_fen)``,
+        sorted by token id (what a reclaim gathers)."""
+        return list(self._core.condition_tokens(condition))
+
+    def condition_ids(self) -> list[int]:
+        """Every defined spending condition, sorted."""
+        return list(self._core.condition_ids())
+
+    def condition(self, condition: int) -> ConditionInfo | None:
+        """A spending condition and its totals, or None if it is not defined.
+
+        >>> import tongbao as tb
+        >>> tb.Ledger().condition(2020) is None
+        True
+        """
+        d = self._core.condition(condition)
+        if d is None:
+            return None
+        flags = int(d["flags"])
+        return ConditionInfo(
+            condition=int(d["id"]),
+            issuer=int(d["issuer"]),
+            reclaimer=int(d["reclaimer"]),
+            not_before_ms=int(d["not_before_ms"]),
+            valid_until_ms=int(d["valid_until_ms"]),
+            not_transferable=bool(flags & _core.FLAG_NOT_TRANSFERABLE),
+            not_redeemable=bool(flags & _core.FLAG_NOT_REDEEMABLE),
+            mccs=tuple(d["mccs"]),
+            merchants=tuple(d["merchants"]),
+            regions=tuple(d["regions"]),
+            issued_fen=int(d["issued_fen"]),
+            spent_by_mcc={int(m): int(v) for m, v in d["spent_by_mcc"]},
+            reclaimed_fen=int(d["reclaimed_fen"]),
+            outstanding_fen=int(d["outstanding_fen"]),
+        )
 
     def token(self, token_id: bytes) -> tuple[int, int] | None:
         """``(owner, value_fen)`` of an unspent token, or None."""

@@ -39,11 +39,18 @@ class Status(IntEnum):
     WALLET_EXISTS = 22
     INVALID_WALLET = 23
     BALANCE_NOT_ZERO = 24
+    # 25-29 are reserved for locks, holds and escrow.
+    CONDITION_FAILED = 30
+    CONDITION_NOT_TRANSFERABLE = 31
+    CONDITION_NOT_REDEEMABLE = 32
+    CONDITION_WINDOW = 33
+    CONDITION_INVALID = 34
 
 
 class Kind(IntEnum):
-    """What a transaction does: payments (1-3, format version 1) or wallet administration
-    (4-8, format version 2, signed by the wallet's operator bank)."""
+    """What a transaction does: payments (1-3, format version 1; version 4 with an earmarked
+    output), wallet administration (4-8, format version 2, signed by the wallet's operator bank)
+    or programmable money (13 define a condition, 14 reclaim; format version 4)."""
 
     ISSUE = 1
     TRANSFER = 2
@@ -53,6 +60,8 @@ class Kind(IntEnum):
     FREEZE = 6
     UNFREEZE = 7
     CLOSE = 8
+    DEFINE = 13
+    RECLAIM = 14
 
 
 class WalletKind(IntEnum):

@@ -23,6 +23,24 @@ pub const FORMAT_VERSION: u8 = 1;
 /// Format version of wallet administration (kinds 4-8, see [`Admin`]): version 2 = version 1
 /// plus these kinds. A transaction is encoded in the lowest version that can express it.
 pub const ADMIN_FORMAT_VERSION: u8 = 2;
+/// Format version of spending conditions (programmable money, `docs/programmable-money.md`):
+/// payments with at least one earmarked output (condition tag 1), and kinds 13 (define a
+/// condition) and 14 (reclaim). Version 3 is reserved for locks.
+pub const CONDITION_FORMAT_VERSION: u8 = 4;
+/// Most merchant category codes in one condition.
+pub const CONDITION_MCCS_MAX: usize = 256;
+/// Most merchant wallet ids in one condition (Shenzhen 2020 listed 3,389 merchants).
+pub const CONDITION_MERCHANTS_MAX: usize = 4096;
+/// Most region codes in one condition.
+pub const CONDITION_REGIONS_MAX: usize = 256;
+/// Condition flag: earmarked value cannot be paid to another person's wallet (it can only be
+/// spent at merchants that satisfy the condition, or kept as change).
+pub const FLAG_NOT_TRANSFERABLE: u8 = 1;
+/// Condition flag: earmarked value cannot be exchanged back to deposits (paid to an operator
+/// bank, swept over a balance cap, redeemed).
+pub const FLAG_NOT_REDEEMABLE: u8 = 2;
+/// Bytes of the fixed part of a condition definition.
+const DEFINE_FIXED_LEN: usize = 8 + 8 + 8 + 8 + 8 + 1;
 /// Longest public key in a registration (SM2 uncompressed SEC1).
 pub const KEY_LEN_MAX: usize = 65;
 /// Most inputs (token ids) in one transaction.
@@ -38,17 +56,38 @@ pub const VALIDITY_MS_MAX: u64 = 7 * 24 * 3600 * 1000;
 
 const HEADER_LEN: usize = 1 + 1 + 8 + 8;
 const OUTPUT_LEN: usize = 8 + 8 + 1;
+/// An earmarked output (version 4): the condition id follows the tag.
+const OUTPUT_EARMARKED_LEN: usize = OUTPUT_LEN + 8;
 const SIGNATURE_ENTRY_LEN: usize = 8 + 64;
-/// Largest possible encoded transaction, in bytes.
-pub const TX_BYTES_MAX: usize = HEADER_LEN
+/// Largest possible encoded payment, in bytes.
+const PAYMENT_BYTES_MAX: usize = HEADER_LEN
     + 2
     + INPUTS_MAX * 32
     + 2
-    + OUTPUTS_MAX * OUTPUT_LEN
+    + OUTPUTS_MAX * OUTPUT_EARMARKED_LEN
     + 1
     + REFERENCE_LEN_MAX
     + 1
     + SIGNATURES_MAX * SIGNATURE_ENTRY_LEN;
+/// Largest possible condition definition, in bytes.
+const DEFINE_BYTES_MAX: usize = HEADER_LEN
+    + DEFINE_FIXED_LEN
+    + 2
+    + CONDITION_MCCS_MAX * 2
+    + 2
+    + CONDITION_MERCHANTS_MAX * 8
+    + 2
+    + CONDITION_REGIONS_MAX * 4
+    + 1
+    + REFERENCE_LEN_MAX
+    + 1
+    + SIGNATURES_MAX * SIGNATURE_ENTRY_LEN;
+/// Largest possible encoded transaction, in bytes.
+pub const TX_BYTES_MAX: usize = if PAYMENT_BYTES_MAX > DEFINE_BYTES_MAX {
+    PAYMENT_BYTES_MAX
+} else {
+    DEFINE_BYTES_MAX
+};
 
 pub type TokenId = [u8; 32];
 pub type TxId = [u8; 32];
@@ -75,6 +114,11 @@ pub enum Kind {
     Unfreeze = 7,
     /// ...or close it (final; its balance must be zero).
     Close = 8,
+    /// Define a spending condition (format version 4), signed by its issuer.
+    Define = 13,
+    /// Move earmarked tokens whose condition has expired to the condition's reclaimer (format
+    /// version 4), signed by the reclaimer.
+    Reclaim = 14,
 }
 
 impl Kind {
@@ -88,6 +132,8 @@ impl Kind {
             6 => Some(Kind::Freeze),
             7 => Some(Kind::Unfreeze),
             8 => Some(Kind::Close),
+            13 => Some(Kind::Define),
+            14 => Some(Kind::Reclaim),
             _ => None,
         }
     }
@@ -102,18 +148,28 @@ impl Kind {
             Kind::Freeze => "freeze",
             Kind::Unfreeze => "unfreeze",
             Kind::Close => "close",
+            Kind::Define => "define",
+            Kind::Reclaim => "reclaim",
         }
     }
 
     /// Wallet administration rather than a payment.
     pub fn is_admin(self) -> bool {
-        self as u8 >= Kind::Register as u8
+        (Kind::Register as u8..=Kind::Close as u8).contains(&(self as u8))
     }
 
-    /// The format version this kind is encoded in.
+    /// Programmable-money kinds (define, reclaim): always format version 4.
+    pub fn is_condition(self) -> bool {
+        matches!(self, Kind::Define | Kind::Reclaim)
+    }
+
+    /// The format version this kind is encoded in when it carries no earmarked output (a
+    /// transfer or redeem with one is version 4, see [`Transaction::version`]).
     pub fn version(self) -> u8 {
         if self.is_admin() {
             ADMIN_FORMAT_VERSION
+        } else if self.is_condition() {
+            CONDITION_FORMAT_VERSION
         } else {
             FORMAT_VERSION
         }
@@ -150,11 +206,36 @@ pub struct Admin {
     pub class: u8,
 }
 
-/// A spending condition on an output. Version 1 defines only `None` (tag 0); the tag byte is
-/// the room left for programmable money.
+/// A spending condition on an output: tag 0 none (plain money), tag 1 earmarked under the
+/// condition with this id (format version 4, defined by a [`Kind::Define`] transaction).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Condition {
     None,
+    Earmark(u64),
+}
+
+/// A spending condition as a [`Kind::Define`] transaction carries it (evaluated in
+/// `conditions.rs`; `docs/programmable-money.md`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConditionDef {
+    /// Chosen by the issuer; the first definition of an id wins.
+    pub id: u64,
+    /// The wallet that signs the definition and alone may create earmarked outputs.
+    pub issuer: WalletId,
+    /// The wallet that may reclaim unspent earmarked value after `valid_until_ms`.
+    pub reclaimer: WalletId,
+    /// Earmarked value is spendable from this batch time on (Unix ms)...
+    pub not_before_ms: u64,
+    /// ...until before this one; from it on, only the reclaimer can move it.
+    pub valid_until_ms: u64,
+    /// [`FLAG_NOT_TRANSFERABLE`] | [`FLAG_NOT_REDEEMABLE`].
+    pub flags: u8,
+    /// Allowed merchant category codes (empty: any category), sorted, no duplicates.
+    pub mccs: Vec<u16>,
+    /// Allowed merchant wallets (empty: any merchant), sorted, no duplicates.
+    pub merchants: Vec<WalletId>,
+    /// Allowed merchant regions (empty: any region), sorted, no duplicates.
+    pub regions: Vec<u32>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -183,9 +264,25 @@ pub struct Transaction {
     pub id: TxId,
     /// Kinds 4-8 only (no inputs, no outputs).
     pub admin: Option<Admin>,
+    /// Kind 13 only (no inputs, no outputs).
+    pub define: Option<Box<ConditionDef>>,
 }
 
 impl Transaction {
+    /// The format version this transaction is encoded in: the lowest that can express it.
+    pub fn version(&self) -> u8 {
+        if self.has_earmarked_output() {
+            CONDITION_FORMAT_VERSION
+        } else {
+            self.kind.version()
+        }
+    }
+
+    /// Whether an output carries a condition (tag 1).
+    pub fn has_earmarked_output(&self) -> bool {
+        self.outputs.iter().any(|o| o.condition != Condition::None)
+    }
+
     /// Sum of output amounts, or `None` on u64 overflow.
     pub fn output_sum_fen(&self) -> Option<u64> {
         self.outputs
@@ -203,6 +300,9 @@ impl Transaction {
                 admin,
                 &self.reference,
             );
+        }
+        if let Some(def) = &self.define {
+            return encode_define_body(self.timestamp_ms, self.expiry_ms, def, &self.reference);
         }
         encode_body(
             self.kind,
@@ -247,10 +347,21 @@ pub fn encode_body(
 ) -> Vec<u8> {
     assert!(inputs.len() <= INPUTS_MAX && outputs.len() <= OUTPUTS_MAX);
     assert!(reference.len() <= REFERENCE_LEN_MAX);
+    assert!(!kind.is_admin() && kind != Kind::Define);
+    let earmarked = outputs.iter().any(|o| o.condition != Condition::None);
     let mut out = Vec::with_capacity(
-        HEADER_LEN + 5 + inputs.len() * 32 + outputs.len() * OUTPUT_LEN + reference.len() + 1,
+        HEADER_LEN
+            + 5
+            + inputs.len() * 32
+            + outputs.len() * OUTPUT_EARMARKED_LEN
+            + reference.len()
+            + 1,
     );
-    out.push(FORMAT_VERSION);
+    out.push(if earmarked || kind == Kind::Reclaim {
+        CONDITION_FORMAT_VERSION
+    } else {
+        FORMAT_VERSION
+    });
     out.push(kind as u8);
     out.extend_from_slice(&timestamp_ms.to_le_bytes());
     out.extend_from_slice(&expiry_ms.to_le_bytes());
@@ -262,9 +373,13 @@ pub fn encode_body(
     for output in outputs {
         out.extend_from_slice(&output.owner.to_le_bytes());
         out.extend_from_slice(&output.amount_fen.to_le_bytes());
-        out.push(match output.condition {
-            Condition::None => 0,
-        });
+        match output.condition {
+            Condition::None => out.push(0),
+            Condition::Earmark(id) => {
+                out.push(1);
+                out.extend_from_slice(&id.to_le_bytes());
+            }
+        }
     }
     out.push(reference.len() as u8);
     out.extend_from_slice(reference);
@@ -378,11 +493,14 @@ pub fn decode(bytes: &[u8]) -> Result<Transaction, DecodeError> {
     }
     let mut r = Reader { bytes, pos: 0 };
     let version = r.u8("version")?;
-    if version != FORMAT_VERSION && version != ADMIN_FORMAT_VERSION {
+    if version != FORMAT_VERSION
+        && version != ADMIN_FORMAT_VERSION
+        && version != CONDITION_FORMAT_VERSION
+    {
         return Err(DecodeError::new(
             "version",
             0,
-            format!("unsupported format version {version}, this build reads {FORMAT_VERSION} and {ADMIN_FORMAT_VERSION}"),
+            format!("unsupported format version {version}, this build reads {FORMAT_VERSION}, {ADMIN_FORMAT_VERSION} and {CONDITION_FORMAT_VERSION}"),
         ));
     }
     let kind_byte = r.u8("kind")?;
@@ -390,10 +508,13 @@ pub fn decode(bytes: &[u8]) -> Result<Transaction, DecodeError> {
         DecodeError::new(
             "kind",
             1,
-            format!("unknown kind {kind_byte} (1 issue, 2 transfer, 3 redeem, 4 register, 5 set class, 6 freeze, 7 unfreeze, 8 close)"),
+            format!("unknown kind {kind_byte} (1 issue, 2 transfer, 3 redeem, 4 register, 5 set class, 6 freeze, 7 unfreeze, 8 close, 13 define, 14 reclaim)"),
         )
     })?;
-    if kind.version() != version {
+    // Transfers and redeems are version 4 when they carry an earmarked output (checked below).
+    let earmark_version =
+        version == CONDITION_FORMAT_VERSION && matches!(kind, Kind::Transfer | Kind::Redeem);
+    if kind.version() != version && !earmark_version {
         return Err(DecodeError::new(
             "kind",
             1,
@@ -424,6 +545,9 @@ pub fn decode(bytes: &[u8]) -> Result<Transaction, DecodeError> {
 
     if kind.is_admin() {
         return decode_admin(r, kind, timestamp_ms, expiry_ms);
+    }
+    if kind == Kind::Define {
+        return decode_define(r, timestamp_ms, expiry_ms);
     }
 
     let n_pos = r.pos;
@@ -456,11 +580,38 @@ pub fn decode(bytes: &[u8]) -> Result<Transaction, DecodeError> {
         let tag_pos = r.pos;
         let condition = match r.u8("outputs.condition")? {
             0 => Condition::None,
+            1 if earmark_version => {
+                let id_pos = r.pos;
+                match r.u64("outputs.condition_id")? {
+                    0 => {
+                        return Err(DecodeError::new(
+                            "outputs.condition_id",
+                            id_pos,
+                            "condition id 0 is reserved (no condition)".into(),
+                        ))
+                    }
+                    id => Condition::Earmark(id),
+                }
+            }
+            1 if version == CONDITION_FORMAT_VERSION => {
+                return Err(DecodeError::new(
+                    "outputs.condition",
+                    tag_pos,
+                    format!("a {} creates no earmarked output", kind.name()),
+                ))
+            }
             tag => {
                 return Err(DecodeError::new(
                     "outputs.condition",
                     tag_pos,
-                    format!("unknown condition tag {tag} (format version 1 defines only 0, none)"),
+                    format!(
+                        "unknown condition tag {tag} (format version {version} defines {})",
+                        if version == CONDITION_FORMAT_VERSION {
+                            "0, none and 1, earmarked"
+                        } else {
+                            "only 0, none"
+                        }
+                    ),
                 ))
             }
         };
@@ -484,6 +635,16 @@ pub fn decode(bytes: &[u8]) -> Result<Transaction, DecodeError> {
 
     let signatures = read_signatures(&mut r)?;
 
+    if earmark_version && !outputs.iter().any(|o| o.condition != Condition::None) {
+        return Err(DecodeError::new(
+            "version",
+            0,
+            format!(
+                "a {} without an earmarked output is encoded in format version 1, not 4",
+                kind.name()
+            ),
+        ));
+    }
     match kind {
         Kind::Issue if n_inputs != 0 => {
             return Err(DecodeError::new(
@@ -492,14 +653,14 @@ pub fn decode(bytes: &[u8]) -> Result<Transaction, DecodeError> {
                 "an issue has no inputs".into(),
             ))
         }
-        Kind::Transfer | Kind::Redeem if n_inputs == 0 => {
+        Kind::Transfer | Kind::Redeem | Kind::Reclaim if n_inputs == 0 => {
             return Err(DecodeError::new(
                 "n_inputs",
                 HEADER_LEN,
                 format!("a {} needs at least one input", kind.name()),
             ))
         }
-        Kind::Issue | Kind::Transfer if n_outputs == 0 => {
+        Kind::Issue | Kind::Transfer | Kind::Reclaim if n_outputs == 0 => {
             return Err(DecodeError::new(
                 "n_outputs",
                 HEADER_LEN + 2 + 32 * n_inputs,
@@ -520,6 +681,7 @@ pub fn decode(bytes: &[u8]) -> Result<Transaction, DecodeError> {
         signatures,
         id,
         admin: None,
+        define: None,
     })
 }
 
@@ -738,6 +900,180 @@ fn decode_admin(
             registration,
             class,
         }),
+        define: None,
+    })
+}
+
+/// Encode the body of a condition definition (format version 4, kind 13):
+///
+/// ```text
+/// u8 version (4) | u8 kind (13) | u64 timestamp_ms | u64 expiry_ms
+/// | u64 condition id | u64 issuer | u64 reclaimer | u64 not_before_ms | u64 valid_until_ms
+/// | u8 flags | u16 n_mccs | n x u16 | u16 n_merchants | n x u64 | u16 n_regions | n x u32
+/// | u8 reference_len | reference bytes
+/// ```
+///
+/// Panics only on programmer error (a list or the reference over its limit).
+pub fn encode_define_body(
+    timestamp_ms: u64,
+    expiry_ms: u64,
+    def: &ConditionDef,
+    reference: &[u8],
+) -> Vec<u8> {
+    assert!(reference.len() <= REFERENCE_LEN_MAX);
+    assert!(def.mccs.len() <= CONDITION_MCCS_MAX);
+    assert!(def.merchants.len() <= CONDITION_MERCHANTS_MAX);
+    assert!(def.regions.len() <= CONDITION_REGIONS_MAX);
+    let mut out = Vec::with_capacity(
+        HEADER_LEN
+            + DEFINE_FIXED_LEN
+            + 6
+            + def.mccs.len() * 2
+            + def.merchants.len() * 8
+            + def.regions.len() * 4
+            + 1
+            + reference.len(),
+    );
+    out.push(CONDITION_FORMAT_VERSION);
+    out.push(Kind::Define as u8);
+    out.extend_from_slice(&timestamp_ms.to_le_bytes());
+    out.extend_from_slice(&expiry_ms.to_le_bytes());
+    for v in [
+        def.id,
+        def.issuer,
+        def.reclaimer,
+        def.not_before_ms,
+        def.valid_until_ms,
+    ] {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out.push(def.flags);
+    out.extend_from_slice(&(def.mccs.len() as u16).to_le_bytes());
+    for m in &def.mccs {
+        out.extend_from_slice(&m.to_le_bytes());
+    }
+    out.extend_from_slice(&(def.merchants.len() as u16).to_le_bytes());
+    for m in &def.merchants {
+        out.extend_from_slice(&m.to_le_bytes());
+    }
+    out.extend_from_slice(&(def.regions.len() as u16).to_le_bytes());
+    for m in &def.regions {
+        out.extend_from_slice(&m.to_le_bytes());
+    }
+    out.push(reference.len() as u8);
+    out.extend_from_slice(reference);
+    out
+}
+
+/// Read a sorted list without duplicates of at most `max` items.
+fn read_sorted<T: Ord + Copy>(
+    r: &mut Reader<'_>,
+    field: &'static str,
+    max: usize,
+    mut item: impl FnMut(&mut Reader<'_>) -> Result<T, DecodeError>,
+) -> Result<Vec<T>, DecodeError> {
+    let n_pos = r.pos;
+    let n = r.u16(field)? as usize;
+    if n > max {
+        return Err(DecodeError::new(
+            field,
+            n_pos,
+            format!("{n} entries, at most {max} allowed"),
+        ));
+    }
+    let mut out: Vec<T> = Vec::with_capacity(n);
+    for _ in 0..n {
+        let pos = r.pos;
+        let v = item(r)?;
+        if out.last().is_some_and(|last| *last >= v) {
+            return Err(DecodeError::new(
+                field,
+                pos,
+                "entries must be sorted ascending, without duplicates".into(),
+            ));
+        }
+        out.push(v);
+    }
+    Ok(out)
+}
+
+/// Decode the rest of a condition definition (after the validity window).
+fn decode_define(
+    mut r: Reader<'_>,
+    timestamp_ms: u64,
+    expiry_ms: u64,
+) -> Result<Transaction, DecodeError> {
+    let id = r.u64("define.condition")?;
+    if id == 0 {
+        return Err(DecodeError::new(
+            "define.condition",
+            HEADER_LEN,
+            "condition id 0 is reserved (no condition)".into(),
+        ));
+    }
+    let issuer = r.u64("define.issuer")?;
+    let reclaimer = r.u64("define.reclaimer")?;
+    let not_before_ms = r.u64("define.not_before_ms")?;
+    let until_pos = r.pos;
+    let valid_until_ms = r.u64("define.valid_until_ms")?;
+    if valid_until_ms <= not_before_ms {
+        return Err(DecodeError::new(
+            "define.valid_until_ms",
+            until_pos,
+            "valid_until_ms must be after not_before_ms".into(),
+        ));
+    }
+    let flags = r.u8("define.flags")?;
+    if flags & !(FLAG_NOT_TRANSFERABLE | FLAG_NOT_REDEEMABLE) != 0 {
+        return Err(DecodeError::new(
+            "define.flags",
+            r.pos - 1,
+            format!("unknown flags {flags:#04x} (1 not transferable, 2 not redeemable)"),
+        ));
+    }
+    let mccs = read_sorted(&mut r, "define.mccs", CONDITION_MCCS_MAX, |r| {
+        r.u16("define.mccs")
+    })?;
+    let merchants = read_sorted(&mut r, "define.merchants", CONDITION_MERCHANTS_MAX, |r| {
+        r.u64("define.merchants")
+    })?;
+    let regions = read_sorted(&mut r, "define.regions", CONDITION_REGIONS_MAX, |r| {
+        let b = r.take(4, "define.regions")?;
+        Ok(u32::from_le_bytes(b.try_into().expect("4 bytes")))
+    })?;
+    let reference_len = r.u8("reference_len")? as usize;
+    if reference_len > REFERENCE_LEN_MAX {
+        return Err(DecodeError::new(
+            "reference_len",
+            r.pos - 1,
+            format!("reference is {reference_len} bytes, at most {REFERENCE_LEN_MAX} allowed"),
+        ));
+    }
+    let reference = r.take(reference_len, "reference")?.to_vec();
+    let body_len = r.pos;
+    let signatures = read_signatures(&mut r)?;
+    let tx_id = tx_id_of_body(&r.bytes[..body_len]);
+    Ok(Transaction {
+        kind: Kind::Define,
+        timestamp_ms,
+        expiry_ms,
+        inputs: Vec::new(),
+        outputs: Vec::new(),
+        reference,
+        signatures,
+        id: tx_id,
+        admin: None,
+        define: Some(Box::new(ConditionDef {
+            id,
+            issuer,
+            reclaimer,
+            not_before_ms,
+            valid_until_ms,
+            flags,
+            mccs,
+            merchants,
+            regions,
+        })),
     })
 }
 
@@ -758,11 +1094,28 @@ pub fn body_len(bytes: &[u8]) -> Result<usize, DecodeError> {
         r.take(reference_len, "reference")?;
         return Ok(r.pos);
     }
+    if bytes.first() == Some(&CONDITION_FORMAT_VERSION)
+        && bytes.get(1) == Some(&(Kind::Define as u8))
+    {
+        r.take(HEADER_LEN + DEFINE_FIXED_LEN, "header")?;
+        for width in [2usize, 8, 4] {
+            let n = r.u16("condition list")? as usize;
+            r.take(n.saturating_mul(width), "condition list")?;
+        }
+        let reference_len = r.u8("reference_len")? as usize;
+        r.take(reference_len, "reference")?;
+        return Ok(r.pos);
+    }
     r.take(HEADER_LEN, "header")?;
     let n_inputs = r.u16("n_inputs")? as usize;
     r.take(n_inputs.saturating_mul(32), "inputs")?;
     let n_outputs = r.u16("n_outputs")? as usize;
-    r.take(n_outputs.saturating_mul(OUTPUT_LEN), "outputs")?;
+    for _ in 0..n_outputs {
+        r.take(OUTPUT_LEN - 1, "outputs")?;
+        if r.u8("outputs.condition")? == 1 {
+            r.take(8, "outputs.condition_id")?;
+        }
+    }
     let reference_len = r.u8("reference_len")? as usize;
     r.take(reference_len, "reference")?;
     Ok(r.pos)
@@ -857,6 +1210,7 @@ mod tests {
             }],
             id: tx_id_of_body(&body),
             admin: None,
+            define: None,
         };
         tx.id = tx_id_of_body(&tx.encode_body());
         tx
@@ -906,6 +1260,67 @@ mod tests {
         let parts = unframe_batch(&blob).unwrap();
         assert_eq!(parts, vec![&a[..], &b[..]]);
         assert!(unframe_batch(&blob[..blob.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn earmarked_outputs_are_version_4_and_plain_ones_stay_version_1() {
+        let mut tx = sample();
+        let plain = tx.encode();
+        assert_eq!(plain[0], FORMAT_VERSION);
+        tx.outputs[1].condition = Condition::Earmark(2020);
+        tx.id = tx_id_of_body(&tx.encode_body());
+        let bytes = tx.encode();
+        assert_eq!(bytes[0], CONDITION_FORMAT_VERSION);
+        assert_eq!(bytes.len(), plain.len() + 8);
+        assert_eq!(decode(&bytes).unwrap(), tx);
+        assert_eq!(body_len(&bytes).unwrap(), tx.encode_body().len());
+        // A version 4 transfer without an earmarked output, and condition id 0, are malformed.
+        let mut v4 = plain.clone();
+        v4[0] = CONDITION_FORMAT_VERSION;
+        assert_eq!(decode(&v4).unwrap_err().field, "version");
+        let mut zero = bytes.clone();
+        let id_at = HEADER_LEN + 2 + 64 + 2 + OUTPUT_LEN + OUTPUT_LEN;
+        zero[id_at..id_at + 8].copy_from_slice(&0u64.to_le_bytes());
+        assert_eq!(decode(&zero).unwrap_err().field, "outputs.condition_id");
+        for cut in 0..bytes.len() {
+            assert!(decode(&bytes[..cut]).is_err());
+        }
+    }
+
+    #[test]
+    fn define_round_trips_and_checks_its_lists() {
+        let def = ConditionDef {
+            id: 7,
+            issuer: 500,
+            reclaimer: 501,
+            not_before_ms: 10,
+            valid_until_ms: 20,
+            flags: FLAG_NOT_TRANSFERABLE | FLAG_NOT_REDEEMABLE,
+            mccs: vec![4111, 5812],
+            merchants: vec![3001],
+            regions: vec![440300],
+        };
+        let mut bytes = encode_define_body(1, 2, &def, b"prog");
+        append_signatures(&mut bytes, &[]);
+        let tx = decode(&bytes).unwrap();
+        assert_eq!(tx.kind, Kind::Define);
+        assert_eq!(tx.define.as_deref(), Some(&def));
+        assert_eq!(tx.encode(), bytes);
+        assert_eq!(body_len(&bytes).unwrap(), bytes.len() - 1);
+        let unsorted = ConditionDef {
+            mccs: vec![5812, 4111],
+            ..def.clone()
+        };
+        let mut bad = encode_define_body(1, 2, &unsorted, b"");
+        append_signatures(&mut bad, &[]);
+        assert_eq!(decode(&bad).unwrap_err().field, "define.mccs");
+        let empty_window = ConditionDef {
+            valid_until_ms: 10,
+            ..def
+        };
+        let mut bad = encode_define_body(1, 2, &empty_window, b"");
+        append_signatures(&mut bad, &[]);
+        assert_eq!(decode(&bad).unwrap_err().field, "define.valid_until_ms");
     }
 
     #[test]

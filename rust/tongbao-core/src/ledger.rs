@@ -144,7 +144,7 @@ pub struct Receipt {
     pub seq: u64,
     pub timestamp_ms: u64,
     pub tx_count: u64,
-    pub status_counts: [u64; Status::ALL.len()],
+    pub status_counts: [u64; Status::SLOTS],
     /// Value paid by settled transfers to wallets other than their signers (change excluded).
     pub value_moved_fen: u128,
     /// Value swept from wallets over their balance cap to their operators (deposits).
@@ -228,6 +228,8 @@ pub struct Ledger {
     pub(crate) limits: Limits,
     /// Virtual shard and cross-shard credits (`credits.rs`); empty when not a shard.
     pub(crate) shard: crate::credits::ShardState,
+    /// Spending conditions and earmarked tokens (`conditions.rs`); empty without programmes.
+    pub(crate) conds: crate::conditions::Conditions,
 }
 
 /// How phase 1 treats signatures.
@@ -274,6 +276,7 @@ impl Ledger {
             closed: false,
             limits: Limits::none(),
             shard: crate::credits::ShardState::default(),
+            conds: crate::conditions::Conditions::default(),
         })
     }
 
@@ -654,7 +657,7 @@ impl Ledger {
         receipt_hasher.update((self.batch_seq + 1).to_le_bytes());
         receipt_hasher.update(timestamp_ms.to_le_bytes());
         receipt_hasher.update((batch.len() as u64).to_le_bytes());
-        let mut status_counts = [0u64; Status::ALL.len()];
+        let mut status_counts = [0u64; Status::SLOTS];
         let mut value_moved_fen: u128 = 0;
         let mut swept_fen: u128 = 0;
         let issued_before = self.issued_fen;
@@ -850,6 +853,13 @@ impl Ledger {
         if let Some(admin) = &tx.admin {
             return self.apply_admin(tx, admin).map(|()| 0);
         }
+        if let Some(def) = &tx.define {
+            self.apply_define(tx, def)?;
+            self.settled.insert(tx.id, tx.expiry_ms);
+            self.expiries
+                .push(Expiring::item(tx.expiry_ms, Marker::Settled(tx.id)));
+            return Ok(0);
+        }
         if tx
             .outputs
             .iter()
@@ -871,7 +881,9 @@ impl Ledger {
         }
         let signers: Vec<WalletId> = tx.signatures.iter().map(|s| s.signer).collect();
         let output_sum = tx.output_sum_fen().expect("checked in phase 1");
+        let mut reclaimed = None;
         match tx.kind {
+            Kind::Reclaim => reclaimed = Some(self.check_reclaim(tx, &records, now_ms)?),
             Kind::Issue => {
                 if signers.is_empty() {
                     return Err(Status::MissingSignature);
@@ -944,7 +956,15 @@ impl Ledger {
                     records.iter().map(|r| (r.owner, r.value_fen)).collect();
                 Some(rules::check(self, tx, &owned, now_ms)?)
             }
+            Kind::Reclaim => None,
             _ => unreachable!("wallet administration applied above"),
+        };
+        // Spending conditions: skipped at the cost of one test when no condition exists.
+        let earmarks = match &plan {
+            Some(p) if self.conds.is_active() || tx.has_earmarked_output() => {
+                self.check_conditions(tx, &records, p, now_ms)?
+            }
+            _ => None,
         };
 
         // Apply: every check passed.
@@ -979,6 +999,10 @@ impl Ledger {
             };
             if credit > 0 {
                 let id = token_id(&tx.id, index as u16);
+                if let crate::format::Condition::Earmark(c) = output.condition {
+                    // Earmarked outputs are never swept nor exported (checked in conditions.rs).
+                    self.conds.earmarks.insert(id, c);
+                }
                 place(self, id, output.owner, credit, refund_to);
             }
             if swept > 0 {
@@ -992,6 +1016,12 @@ impl Ledger {
             debug_assert_eq!(p.swept_fen, swept_fen);
             rules::record_outflows(self, p, now_ms);
         }
+        if let Some(e) = earmarks {
+            self.apply_earmarks(tx, e);
+        }
+        if let Some(cond) = reclaimed {
+            self.apply_reclaim(tx, cond, input_sum);
+        }
         match tx.kind {
             Kind::Issue => {
                 self.issued_fen += output_sum as u128;
@@ -1002,7 +1032,7 @@ impl Ledger {
                 self.redeemed_fen += destroyed as u128;
                 self.outstanding_fen -= destroyed;
             }
-            Kind::Transfer => debug_assert_eq!(input_sum, output_sum),
+            Kind::Transfer | Kind::Reclaim => debug_assert_eq!(input_sum, output_sum),
             _ => unreachable!("wallet administration applied above"),
         }
         self.outstanding_fen -= exported_fen;
@@ -1111,7 +1141,7 @@ impl Ledger {
                 self.tokens.len()
             ));
         }
-        Ok(())
+        self.check_condition_invariants()
     }
 
     /// A digest of the ledger state that does not depend on hash-map order: the same batches
@@ -1152,6 +1182,7 @@ impl Ledger {
             h.update(t.value_fen.to_le_bytes());
         }
         self.shard.digest(&mut h);
+        self.conds.digest(&mut h);
         h.finalize().into()
     }
 }

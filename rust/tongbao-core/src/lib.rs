@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod builder;
 pub mod content;
+pub mod conditions;
 pub mod credits;
 pub mod crypto;
 pub mod error;
@@ -24,6 +25,7 @@ pub use builder::{
     build_payments, build_payments_with_references, BuiltPayments, Keyring, Payment,
 };
 pub use content::ContentParts;
+pub use conditions::{ConditionState, ConditionStats};
 pub use credits::{home_vshard, Credit, ShardSpec, ShardTotals};
 pub use crypto::{PublicKey, Scheme, SigningKey};
 pub use error::{DecodeError, Error, Result};

@@ -51,16 +51,29 @@ pub struct OperatorDay {
 }
 
 /// The day's report: per-operator figures and the gross settlement matrix between parties.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DayReport {
     /// Shanghai calendar day number (days since 1970-01-01 +08:00).
     pub day: u32,
     pub batches: u64,
     pub transactions: u64,
-    pub status_counts: [u64; Status::ALL.len()],
+    pub status_counts: [u64; Status::SLOTS],
     pub operators: BTreeMap<WalletId, OperatorDay>,
     /// (payer party, payee party) -> value moved between them in the day.
     pub gross_fen: BTreeMap<(WalletId, WalletId), u128>,
+}
+
+impl Default for DayReport {
+    fn default() -> Self {
+        DayReport {
+            day: 0,
+            batches: 0,
+            transactions: 0,
+            status_counts: [0; Status::SLOTS],
+            operators: BTreeMap::new(),
+            gross_fen: BTreeMap::new(),
+        }
+    }
 }
 
 impl DayReport {

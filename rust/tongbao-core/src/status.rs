@@ -33,11 +33,29 @@ pub enum Status {
     WalletExists = 22,
     InvalidWallet = 23,
     BalanceNotZero = 24,
+    // 25-29 are reserved for locks, holds and escrow.
+    /// Earmarked value goes where its condition does not allow: a merchant not listed, of a
+    /// category or region not allowed, or out of the earmark (laundering by split or merge).
+    ConditionFailed = 30,
+    /// Earmarked value of a non-transferable condition paid to another person's wallet.
+    ConditionNotTransferable = 31,
+    /// Earmarked value of a non-redeemable condition exchanged back to deposits (paid to an
+    /// operator bank, swept over a balance cap) or redeemed.
+    ConditionNotRedeemable = 32,
+    /// Earmarked value spent before its condition's `not_before_ms` or from its
+    /// `valid_until_ms` on, or a reclaim before `valid_until_ms`.
+    ConditionWindow = 33,
+    /// An unknown condition id, a condition id defined twice, inputs under two conditions, or
+    /// an earmarked output to a wallet homed on another shard.
+    ConditionInvalid = 34,
 }
 
 impl Status {
-    /// Every status, by numeric value.
-    pub const ALL: [Status; 25] = [
+    /// One more than the largest numeric value: the length of per-status count arrays.
+    pub const SLOTS: usize = 35;
+
+    /// Every status, by numeric value (values 25-29 are reserved for locks).
+    pub const ALL: [Status; 30] = [
         Status::Ok,
         Status::AlreadySettled,
         Status::Malformed,
@@ -63,10 +81,15 @@ impl Status {
         Status::WalletExists,
         Status::InvalidWallet,
         Status::BalanceNotZero,
+        Status::ConditionFailed,
+        Status::ConditionNotTransferable,
+        Status::ConditionNotRedeemable,
+        Status::ConditionWindow,
+        Status::ConditionInvalid,
     ];
 
     pub fn from_u8(value: u8) -> Option<Status> {
-        Status::ALL.get(value as usize).copied()
+        Status::ALL.iter().copied().find(|s| *s as u8 == value)
     }
 
     pub fn name(self) -> &'static str {
@@ -96,6 +119,11 @@ impl Status {
             Status::WalletExists => "WALLET_EXISTS",
             Status::InvalidWallet => "INVALID_WALLET",
             Status::BalanceNotZero => "BALANCE_NOT_ZERO",
+            Status::ConditionFailed => "CONDITION_FAILED",
+            Status::ConditionNotTransferable => "CONDITION_NOT_TRANSFERABLE",
+            Status::ConditionNotRedeemable => "CONDITION_NOT_REDEEMABLE",
+            Status::ConditionWindow => "CONDITION_WINDOW",
+            Status::ConditionInvalid => "CONDITION_INVALID",
         }
     }
 }
@@ -105,11 +133,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn values_are_dense_and_round_trip() {
+    fn values_are_ordered_and_round_trip() {
         for (i, s) in Status::ALL.iter().enumerate() {
-            assert_eq!(*s as u8 as usize, i);
-            assert_eq!(Status::from_u8(i as u8), Some(*s));
+            assert!(i == 0 || Status::ALL[i - 1] as u8 <= *s as u8);
+            assert!((*s as usize) < Status::SLOTS);
+            assert_eq!(Status::from_u8(*s as u8), Some(*s));
         }
-        assert_eq!(Status::from_u8(Status::ALL.len() as u8), None);
+        assert_eq!(Status::from_u8(25), None); // reserved for locks
+        assert_eq!(Status::from_u8(Status::SLOTS as u8), None);
     }
 }

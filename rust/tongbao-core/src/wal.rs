@@ -17,10 +17,11 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use crate::conditions::{ConditionState, ConditionStats, Conditions};
 use crate::credits::{Credit, ShardSpec, ShardState, CREDIT_LEN};
 use crate::crypto::{PublicKey, Scheme};
 use crate::error::{Error, Result};
-use crate::format::{frame_batch, unframe_batch, WalletId};
+use crate::format::{frame_batch, unframe_batch, ConditionDef, WalletId};
 use crate::ledger::{
     Ledger, LedgerConfig, Receipt, Registration, SigMode, TokenRecord, WalletKind, WalletUpdate,
 };
@@ -50,7 +51,8 @@ const RECORD_CREDITS: u8 = 8;
 const RECORD_DELIVERED: u8 = 9;
 /// A worker's lease epoch: it writes this shard from here on.
 const RECORD_EPOCH: u8 = 10;
-const SNAPSHOT_MAGIC: &[u8; 8] = b"TBSNAP03";
+/// Version 05 added the conditions section (programmable money); 04 is left to locks.
+const SNAPSHOT_MAGIC: &[u8; 8] = b"TBSNAP05";
 
 /// When `settle` may return relative to the disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -793,6 +795,7 @@ fn encode_snapshot(ledger: &Ledger, lsn: u64) -> Vec<u8> {
         w.u64(*expiry);
     }
     write_shard_state(&mut w, &ledger.shard);
+    write_conditions(&mut w, &ledger.conds);
     let digest = Sha256::digest(&w.0);
     w.bytes(&digest);
     w.0
@@ -845,6 +848,119 @@ fn write_shard_state(w: &mut Writer, s: &ShardState) {
     for c in &s.suspense {
         c.pack(&mut w.0);
     }
+}
+
+/// One condition: its definition and totals (snapshot section and state digest).
+pub(crate) fn write_condition(w: &mut Writer, c: &ConditionState) {
+    let d = &c.def;
+    for v in [
+        d.id,
+        d.issuer,
+        d.reclaimer,
+        d.not_before_ms,
+        d.valid_until_ms,
+    ] {
+        w.u64(v);
+    }
+    w.u8(d.flags);
+    w.u64(d.mccs.len() as u64);
+    for m in &d.mccs {
+        w.bytes(&m.to_le_bytes());
+    }
+    w.u64(d.merchants.len() as u64);
+    for m in &d.merchants {
+        w.u64(*m);
+    }
+    w.u64(d.regions.len() as u64);
+    for m in &d.regions {
+        w.bytes(&m.to_le_bytes());
+    }
+    let s = &c.stats;
+    w.u64(s.issued_fen);
+    w.u64(s.spent_by_mcc.len() as u64);
+    for (mcc, fen) in &s.spent_by_mcc {
+        w.bytes(&mcc.to_le_bytes());
+        w.u64(*fen);
+    }
+    w.u64(s.reclaimed_fen);
+    w.u64(s.outstanding_fen);
+}
+
+/// The conditions section: definitions with totals (sorted by id), then earmarks (sorted).
+fn write_conditions(w: &mut Writer, conds: &Conditions) {
+    let mut defs: Vec<&ConditionState> = conds.defs.values().collect();
+    defs.sort_unstable_by_key(|c| c.def.id);
+    w.u64(defs.len() as u64);
+    for c in defs {
+        write_condition(w, c);
+    }
+    let mut earmarks: Vec<_> = conds.earmarks.iter().collect();
+    earmarks.sort_unstable();
+    w.u64(earmarks.len() as u64);
+    for (token, id) in earmarks {
+        w.bytes(token);
+        w.u64(*id);
+    }
+}
+
+fn read_conditions(r: &mut ByteReader<'_>) -> Result<Conditions> {
+    let mut conds = Conditions::default();
+    let u16_of = |r: &mut ByteReader<'_>| -> Result<u16> {
+        Ok(u16::from_le_bytes(r.take(2)?.try_into().expect("2")))
+    };
+    for _ in 0..r.u64()? {
+        let (id, issuer, reclaimer, not_before_ms, valid_until_ms) =
+            (r.u64()?, r.u64()?, r.u64()?, r.u64()?, r.u64()?);
+        let flags = r.u8()?;
+        let mut mccs = Vec::new();
+        for _ in 0..r.u64()? {
+            mccs.push(u16_of(r)?);
+        }
+        let mut merchants = Vec::new();
+        for _ in 0..r.u64()? {
+            merchants.push(r.u64()?);
+        }
+        let mut regions = Vec::new();
+        for _ in 0..r.u64()? {
+            regions.push(u32::from_le_bytes(r.take(4)?.try_into().expect("4")));
+        }
+        let mut stats = ConditionStats {
+            issued_fen: r.u64()?,
+            ..ConditionStats::default()
+        };
+        for _ in 0..r.u64()? {
+            let mcc = u16_of(r)?;
+            stats.spent_by_mcc.insert(mcc, r.u64()?);
+        }
+        stats.reclaimed_fen = r.u64()?;
+        stats.outstanding_fen = r.u64()?;
+        let def = ConditionDef {
+            id,
+            issuer,
+            reclaimer,
+            not_before_ms,
+            valid_until_ms,
+            flags,
+            mccs,
+            merchants,
+            regions,
+        };
+        if conds
+            .defs
+            .insert(id, ConditionState { def, stats })
+            .is_some()
+        {
+            return Err(r.bad("condition listed twice"));
+        }
+    }
+    for _ in 0..r.u64()? {
+        let token = r.id()?;
+        let id = r.u64()?;
+        if conds.earmarks.insert(token, id).is_some() {
+            return Err(r.bad("earmark listed twice"));
+        }
+    }
+    Ok(conds)
 }
 
 fn read_credit(r: &mut ByteReader<'_>) -> Result<Credit> {
@@ -970,6 +1086,7 @@ fn load_snapshot(ledger: &mut Ledger, path: &Path) -> Result<u64> {
         ));
     }
     ledger.shard = read_shard_state(&mut r)?;
+    ledger.conds = read_conditions(&mut r)?;
     if r.pos != body.len() {
         return Err(r.bad("trailing bytes"));
     }

@@ -640,6 +640,58 @@ impl PyLedger {
             .collect())
     }
 
+    /// The earmark of each token: its condition id, 0 when free or not an unspent token.
+    fn earmarks(&self, token_ids: Vec<Vec<u8>>) -> PyResult<Vec<u64>> {
+        token_ids
+            .iter()
+            .map(|t| Ok(self.inner.earmark(&id32(t, "token id")?).unwrap_or(0)))
+            .collect()
+    }
+
+    /// The unspent tokens earmarked under a condition: (token, owner, value_fen), sorted.
+    fn condition_tokens<'py>(
+        &self,
+        py: Python<'py>,
+        id: u64,
+    ) -> Vec<(Bound<'py, PyBytes>, u64, u64)> {
+        self.inner
+            .earmarked_tokens(id)
+            .iter()
+            .map(|(t, o, v)| (PyBytes::new(py, t), *o, *v))
+            .collect()
+    }
+
+    /// Every defined condition id, sorted.
+    fn condition_ids(&self) -> Vec<u64> {
+        self.inner.condition_ids()
+    }
+
+    /// A condition's definition and totals, or None.
+    fn condition<'py>(&self, py: Python<'py>, id: u64) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let Some(c) = self.inner.condition(id) else {
+            return Ok(None);
+        };
+        let d = PyDict::new(py);
+        set_fields!(
+            d,
+            c.def,
+            [id, issuer, reclaimer, not_before_ms, valid_until_ms, flags]
+        );
+        d.set_item("mccs", c.def.mccs.clone())?;
+        d.set_item("merchants", c.def.merchants.clone())?;
+        d.set_item("regions", c.def.regions.clone())?;
+        set_fields!(d, c.stats, [issued_fen, reclaimed_fen, outstanding_fen]);
+        d.set_item(
+            "spent_by_mcc",
+            c.stats
+                .spent_by_mcc
+                .iter()
+                .map(|(m, v)| (*m, *v))
+                .collect::<Vec<_>>(),
+        )?;
+        Ok(Some(d))
+    }
+
     fn token(&self, token_id: &[u8]) -> PyResult<Option<(u64, u64)>> {
         Ok(self.inner.token(&id32(token_id, "token id")?))
     }
@@ -803,7 +855,7 @@ impl PyKeyring {
 
 /// Encode a transaction (format v1). Raises MalformedTransaction when a limit is exceeded.
 #[pyfunction]
-#[pyo3(signature = (kind, inputs, outputs, timestamp_ms, expiry_ms, reference = b"".to_vec(), signatures = Vec::new()))]
+#[pyo3(signature = (kind, inputs, outputs, timestamp_ms, expiry_ms, reference = b"".to_vec(), signatures = Vec::new(), conditions = None))]
 #[allow(clippy::too_many_arguments)]
 fn encode_transaction<'py>(
     py: Python<'py>,
@@ -814,8 +866,20 @@ fn encode_transaction<'py>(
     expiry_ms: u64,
     reference: Vec<u8>,
     signatures: Vec<(u64, Vec<u8>)>,
+    conditions: Option<Vec<u64>>,
 ) -> PyResult<Bound<'py, PyBytes>> {
+    let conditions = conditions.unwrap_or_else(|| vec![0; outputs.len()]);
+    if conditions.len() != outputs.len() {
+        return Err(invalid(format!(
+            "{} conditions for {} outputs",
+            conditions.len(),
+            outputs.len()
+        )));
+    }
     let kind = kind_of(kind)?;
+    if kind.is_admin() || kind == Kind::Define {
+        return Err(invalid(format!("kind {} has its own encoder", kind.name())));
+    }
     format::check_limits(
         inputs.len(),
         outputs.len(),
@@ -829,10 +893,14 @@ fn encode_transaction<'py>(
         .collect::<PyResult<_>>()?;
     let outputs: Vec<Output> = outputs
         .into_iter()
-        .map(|(owner, amount_fen)| Output {
+        .zip(conditions)
+        .map(|((owner, amount_fen), condition)| Output {
             owner,
             amount_fen,
-            condition: Condition::None,
+            condition: match condition {
+                0 => Condition::None,
+                id => Condition::Earmark(id),
+            },
         })
         .collect();
     let mut entries = Vec::with_capacity(signatures.len());
@@ -910,6 +978,58 @@ fn encode_admin<'py>(
     Ok(PyBytes::new(py, &out))
 }
 
+/// Encode a condition definition (format v4, kind 13), unsigned. The lists must be sorted and
+/// without duplicates. Raises MalformedTransaction naming the field when the result would not
+/// decode (a window that ends before it starts, unknown flags, a list too long or unsorted).
+#[pyfunction]
+#[pyo3(signature = (timestamp_ms, expiry_ms, condition, issuer, reclaimer, not_before_ms, valid_until_ms, flags, mccs, merchants, regions, reference = b"".to_vec()))]
+#[allow(clippy::too_many_arguments)]
+fn encode_define<'py>(
+    py: Python<'py>,
+    timestamp_ms: u64,
+    expiry_ms: u64,
+    condition: u64,
+    issuer: u64,
+    reclaimer: u64,
+    not_before_ms: u64,
+    valid_until_ms: u64,
+    flags: u8,
+    mccs: Vec<u16>,
+    merchants: Vec<u64>,
+    regions: Vec<u32>,
+    reference: Vec<u8>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    format::check_limits(0, 0, reference.len(), 0).map_err(CoreError::from)?;
+    for (name, len, max) in [
+        ("mccs", mccs.len(), format::CONDITION_MCCS_MAX),
+        (
+            "merchants",
+            merchants.len(),
+            format::CONDITION_MERCHANTS_MAX,
+        ),
+        ("regions", regions.len(), format::CONDITION_REGIONS_MAX),
+    ] {
+        if len > max {
+            return Err(invalid(format!("{name}: {len} entries, at most {max}")));
+        }
+    }
+    let def = format::ConditionDef {
+        id: condition,
+        issuer,
+        reclaimer,
+        not_before_ms,
+        valid_until_ms,
+        flags,
+        mccs,
+        merchants,
+        regions,
+    };
+    let mut out = format::encode_define_body(timestamp_ms, expiry_ms, &def, &reference);
+    format::append_signatures(&mut out, &[]);
+    format::decode(&out).map_err(CoreError::from)?;
+    Ok(PyBytes::new(py, &out))
+}
+
 /// A registration as Python passes it (see `encode_admin`).
 type RegistrationTuple = (u8, u8, u64, u64, u16, u32, bool, u8, Vec<u8>);
 
@@ -918,7 +1038,7 @@ type RegistrationTuple = (u8, u8, u64, u64, u16, u32, bool, u8, Vec<u8>);
 fn decode_transaction<'py>(py: Python<'py>, tx: &[u8]) -> PyResult<Bound<'py, PyDict>> {
     let t = format::decode(tx).map_err(CoreError::from)?;
     let d = PyDict::new(py);
-    d.set_item("version", t.kind.version())?;
+    d.set_item("version", t.version())?;
     d.set_item("kind", t.kind as u8)?;
     d.set_item("timestamp_ms", t.timestamp_ms)?;
     d.set_item("expiry_ms", t.expiry_ms)?;
@@ -933,9 +1053,29 @@ fn decode_transaction<'py>(py: Python<'py>, tx: &[u8]) -> PyResult<Bound<'py, Py
         "outputs",
         t.outputs
             .iter()
-            .map(|o| (o.owner, o.amount_fen))
-            .collect::<Vec<_>>(),
+            .map(|o| match o.condition {
+                Condition::None => (o.owner, o.amount_fen)
+                    .into_pyobject(py)
+                    .map(|t| t.into_any()),
+                Condition::Earmark(id) => (o.owner, o.amount_fen, id)
+                    .into_pyobject(py)
+                    .map(|t| t.into_any()),
+            })
+            .collect::<PyResult<Vec<_>>>()?,
     )?;
+    if let Some(c) = &t.define {
+        let def = PyDict::new(py);
+        set_fields!(
+            def,
+            c,
+            [issuer, reclaimer, not_before_ms, valid_until_ms, flags]
+        );
+        def.set_item("mccs", c.mccs.clone())?;
+        def.set_item("merchants", c.merchants.clone())?;
+        def.set_item("regions", c.regions.clone())?;
+        def.set_item("condition", c.id)?;
+        d.set_item("define", def)?;
+    }
     d.set_item("reference", PyBytes::new(py, &t.reference))?;
     d.set_item(
         "signatures",
@@ -1237,6 +1377,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(encode_transaction, m)?)?;
     m.add_function(wrap_pyfunction!(decode_transaction, m)?)?;
     m.add_function(wrap_pyfunction!(encode_admin, m)?)?;
+    m.add_function(wrap_pyfunction!(encode_define, m)?)?;
     m.add_function(wrap_pyfunction!(transaction_id, m)?)?;
     m.add_function(wrap_pyfunction!(token_id, m)?)?;
     m.add_function(wrap_pyfunction!(frame_batch, m)?)?;
@@ -1256,6 +1397,11 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("SIGNATURES_MAX", format::SIGNATURES_MAX)?;
     m.add("VALIDITY_MS_MAX", format::VALIDITY_MS_MAX)?;
     m.add("TX_BYTES_MAX", format::TX_BYTES_MAX)?;
+    m.add("FLAG_NOT_TRANSFERABLE", format::FLAG_NOT_TRANSFERABLE)?;
+    m.add("FLAG_NOT_REDEEMABLE", format::FLAG_NOT_REDEEMABLE)?;
+    m.add("CONDITION_MERCHANTS_MAX", format::CONDITION_MERCHANTS_MAX)?;
+    m.add("CONDITION_MCCS_MAX", format::CONDITION_MCCS_MAX)?;
+    m.add("CONDITION_REGIONS_MAX", format::CONDITION_REGIONS_MAX)?;
     m.add("BATCH_TX_COUNT_MAX", format::BATCH_TX_COUNT_MAX)?;
     m.add("CLOCK_SKEW_MS_MAX", core::ledger::CLOCK_SKEW_MS_MAX)?;
     m.add("TIMESTAMP_MS_MAX", core::ledger::TIMESTAMP_MS_MAX)?;
