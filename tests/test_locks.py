@@ -278,3 +278,62 @@ def test_model_agrees_on_a_transit_morning() -> None:
     assert both([partial, partial], T0 + 2) == [Status.OK, Status.ALREADY_SETTLED]
     assert both([], T0 + 5_000) == []  # the rest lapses: 400 to METRO (600 owed in all)
     assert ledger.balance(METRO) == 600 and ledger.lock_count == 0
+
+
+def test_sharded_capture_routes_to_the_payer_and_exports_to_the_beneficiary() -> None:
+    """On a cluster a capture is signed by the releaser (homed anywhere) but settles on the
+    payer's shard, found from the body; the beneficiary's part leaves as a credit, and a
+    deadline action's part too. Same balances as one unsharded ledger."""
+    import random
+
+    from test_cluster_credits import _two_shards
+
+    keys, shards, payer, payee = _two_shards()
+    reference = tb.Ledger(threads=1)
+    reference.open_wallets(keys, [1], tb.WalletKind.CENTRAL_BANK)
+    reference.open_wallets(keys, [10, 11], tb.WalletKind.OPERATOR)
+    reference.open_wallets(keys, list(range(100, 120)), tb.WalletKind.PERSONAL)
+    rng = random.Random(7)
+
+    def both(txs: list[bytes], ts: int) -> list[int]:
+        expected = reference.settle(txs, ts).statuses.tolist()
+        assert shards.settle(txs, ts).tolist() == expected
+        shards.deliver(rng)
+        return expected
+
+    both([tb.issue(keys, 1, [(10, 100_000)], T0)], T0)
+    both(reference.build_payments(keys, [10], [payer], [10_000], T0)[0], T0)
+    first = reference.build_lock(keys, payer, 3_000, payee, payee, T0 + 10, 0, T0)
+    assert both([first], T0) == [Status.OK]
+    second = reference.build_lock(keys, payer, 2_000, payee, payee, T0 + 20, 500, T0 + 1)
+    assert both([second], T0 + 1) == [Status.OK]
+    capture = tb.capture(keys, payee, tb.lock_token_id(first), payer, 1_200, False, T0 + 2)
+    # The releaser lives on the other shard; the body names the payer: route there.
+    assert shard_of(capture, 2) == shard_of_wallet(payer, 2) != shard_of_wallet(payee, 2)
+    assert both([capture], T0 + 2) == [Status.OK]
+    # The second lock lapses at its shard's next batch (an idle shard needs a tick: an empty
+    # batch): 500 to the payee, across shards.
+    reference.settle([], T0 + 100)
+    for ledger in shards.ledgers:
+        ledger.settle([], T0 + 100)
+    shards.deliver(rng)
+    for w in (payer, payee):
+        assert shards.home(w).balance(w) == reference.balance(w)
+    assert reference.balance(payee) == 1_700 and reference.balance(payer) == 8_300
+    issued, redeemed, outstanding, credits_in, credits_out = shards.totals()
+    assert credits_in == credits_out and issued - redeemed == outstanding
+    for ledger in shards.ledgers:
+        ledger.check_invariants()
+        assert ledger.lock_count == 0
+
+
+def shard_of(tx: bytes, count: int) -> int:
+    from tongbao import shard
+
+    return int(shard.payer_vshards([tx], count)[0])
+
+
+def shard_of_wallet(wallet: int, count: int) -> int:
+    from tongbao import shard
+
+    return int(shard.home_vshards([wallet], count)[0])
