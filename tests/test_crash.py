@@ -129,7 +129,13 @@ def wait_until_acked(worker: subprocess.Popen[bytes], acks: Path, size_before: i
 
 
 def campaign(
-    tmp: Path, kills: int, seed: int, *, power_loss: bool, unsafe: bool = False
+    tmp: Path,
+    kills: int,
+    seed: int,
+    *,
+    power_loss: bool,
+    unsafe: bool = False,
+    locks: bool = False,
 ) -> tuple[list[str], int]:
     rng = random.Random(seed)
     directory, acks, marker = tmp / "ledger", tmp / "acks.txt", tmp / "synced"
@@ -137,6 +143,8 @@ def campaign(
     dropped_total = 0
     for k in range(kills):
         env = {"TONGBAO_SYNCED_MARKER": str(marker)}
+        if locks:
+            env["TONGBAO_CRASH_LOCKS"] = "1"
         if k % 3 == 2:
             env["TONGBAO_SNAPSHOT_PAUSE_MS"] = "40"  # widen the mid-snapshot window
         acked_before = acks.stat().st_size if acks.exists() else 0
@@ -158,6 +166,35 @@ def test_kills_and_power_loss_lose_nothing_acknowledged(tmp_path: Path) -> None:
     problems, _ = campaign(tmp_path, kills=5, seed=11, power_loss=True)
     assert problems == []
     assert len(read_acks(tmp_path / "acks.txt")) > 5
+
+
+def test_kills_with_locks_outstanding_replay_deadlines_identically(tmp_path: Path) -> None:
+    """SIGKILL (and power loss) while locks are made, captured and lapsing: nothing acknowledged
+    is lost, supply is conserved, and two independent recoveries of the same directory apply
+    the outstanding locks' deadline actions identically."""
+    problems, _ = campaign(tmp_path, kills=4, seed=23, power_loss=True, locks=True)
+    assert problems == []
+    acked = read_acks(tmp_path / "acks.txt")
+    captures = [
+        tx for batch in acked for tx, status in batch if status == 0 and tx[:2] == b"\x03\x0a"
+    ]
+    assert captures, "the workload made no capture"
+    copy = tmp_path / "copy"
+    shutil.copytree(tmp_path / "ledger", copy)
+    digests = []
+    for directory in (tmp_path / "ledger", copy):
+        ledger = tb.Ledger.open(directory)
+        assert ledger.lock_count > 0  # recovered with locks outstanding
+        far = ledger.last_timestamp_ms + 24 * 3_600_000
+        ledger.settle([], far)  # every deadline has passed
+        assert ledger.lock_count == 0
+        ledger.check_invariants()
+        assert ledger.supply().outstanding_fen == ISSUED_FEN
+        digests.append(ledger.state_digest())
+        ledger.close()
+    assert digests[0] == digests[1]
+    reopened = tb.Ledger.open(copy)
+    assert reopened.state_digest() == digests[1]
 
 
 def test_negative_control_ack_before_fsync_is_caught(tmp_path: Path) -> None:

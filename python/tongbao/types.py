@@ -39,7 +39,11 @@ class Status(IntEnum):
     WALLET_EXISTS = 22
     INVALID_WALLET = 23
     BALANCE_NOT_ZERO = 24
-    # 25-29 are reserved for locks, holds and escrow.
+    INPUT_LOCKED = 25
+    NOT_LOCKED = 26
+    CAPTURE_EXCEEDS_LOCK = 27
+    LOCK_DEADLINE_PASSED = 28
+    NOT_RELEASER = 29
     CONDITION_FAILED = 30
     CONDITION_NOT_TRANSFERABLE = 31
     CONDITION_NOT_REDEEMABLE = 32
@@ -49,8 +53,9 @@ class Status(IntEnum):
 
 class Kind(IntEnum):
     """What a transaction does: payments (1-3, format version 1; version 4 with an earmarked
-    output), wallet administration (4-8, format version 2, signed by the wallet's operator bank)
-    or programmable money (13 define a condition, 14 reclaim; format version 4)."""
+    output), wallet administration (4-8, format version 2, signed by the wallet's operator bank),
+    locks (9-11, format version 3, see ``docs/locks.md``) or programmable money (13 define a
+    condition, 14 reclaim; format version 4, see ``docs/programmable-money.md``)."""
 
     ISSUE = 1
     TRANSFER = 2
@@ -60,6 +65,9 @@ class Kind(IntEnum):
     FREEZE = 6
     UNFREEZE = 7
     CLOSE = 8
+    LOCK = 9
+    CAPTURE = 10
+    RELEASE = 11
     DEFINE = 13
     RECLAIM = 14
 

@@ -6,6 +6,10 @@ payments batch after batch, and records each acknowledged batch *after* `settle`
 ACKS gets one line per acknowledged batch: `seq <hex tx>,<status> ... <crc32>` (tx bytes in
 hex; a line cut by a kill fails its checksum and does not count as acknowledged). The
 test kills this process with SIGKILL at random moments and checks the ledger against ACKS.
+
+With TONGBAO_CRASH_LOCKS=1 every other batch is a lock batch (docs/locks.md): final and partial
+captures of locks made earlier, then new locks with deadlines a few batches ahead, so locks are
+outstanding, captured and lapsing (deadline actions at batch start) around every kill.
 """
 
 from __future__ import annotations
@@ -66,6 +70,9 @@ def main() -> None:
     settle([tb.issue(keys, CENTRAL_BANK, [(OPERATOR, 10_000_000)], timestamp_ms=T0_MS)])
     while ledger.batch_seq < args.batches:
         rng = random.Random(args.seed * 1_000_003 + ledger.batch_seq)
+        if os.environ.get("TONGBAO_CRASH_LOCKS") == "1" and ledger.batch_seq % 2 == 0:
+            settle(lock_batch(ledger, keys, rng))
+            continue
         payers, payees, amounts = [], [], []
         for _ in range(BATCH_SIZE):
             payer = rng.choice([OPERATOR, *PEOPLE])
@@ -81,6 +88,38 @@ def main() -> None:
         settle(txs)
     os.close(fd)
     os._exit(0)
+
+
+def lock_batch(ledger: tb.Ledger, keys: tb.Keyring, rng: random.Random) -> list[bytes]:
+    """Captures of live locks (by their releaser, final or partial), then new locks."""
+    ts = max(ledger.last_timestamp_ms + 1_000, T0_MS)
+    expiry = ts + 6 * 24 * 3_600_000
+    txs = []
+    for payer in rng.sample(PEOPLE, 10):
+        for lock in ledger.locks(payer):
+            if lock.deadline_ms >= ts and rng.random() < 0.5:
+                amount = rng.randint(1, lock.amount_fen)
+                keep = rng.random() < 0.5
+                txs.append(
+                    tb.capture(keys, lock.releaser, lock.token, payer, amount, keep, ts, expiry)
+                )
+    requests = []
+    for _ in range(10):
+        amount = rng.randint(1, 3_000)
+        beneficiary = rng.choice(PEOPLE)
+        deadline = ts + rng.choice([500, 1_500, 3_000, 8_000])
+        requests.append(
+            tb.LockRequest(
+                rng.choice(PEOPLE),
+                amount,
+                beneficiary,
+                beneficiary,
+                deadline,
+                rng.randint(0, amount),
+            )
+        )
+    locks, _ = ledger.build_locks(keys, requests, ts, expiry, skip_insufficient=True)
+    return txs + locks
 
 
 if __name__ == "__main__":

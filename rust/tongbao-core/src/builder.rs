@@ -193,11 +193,12 @@ pub fn build_payments_with_references<R: AsRef<[u8]>>(
     let view = |views: &mut HashMap<WalletId, Vec<(TokenId, u64)>>, w: WalletId| -> Result<()> {
         if !views.contains_key(&w) {
             let wallet = ledger.wallet(w).ok_or(Error::UnknownWallet(w))?;
-            // Earmarked tokens (programmable money) are spent only by explicit transactions.
+            // Earmarked tokens (programmable money) are spent only by explicit transactions;
+            // locked tokens are not spendable (docs/locks.md).
             let tokens = wallet
                 .token_ids()
                 .iter()
-                .filter(|id| ledger.earmark(id).is_none())
+                .filter(|id| ledger.earmark(id).is_none() && !ledger.is_locked(id))
                 .map(|id| (*id, ledger.token(id).expect("listed token exists").1))
                 .collect();
             views.insert(w, tokens);

@@ -41,6 +41,9 @@ pub const FLAG_NOT_TRANSFERABLE: u8 = 1;
 pub const FLAG_NOT_REDEEMABLE: u8 = 2;
 /// Bytes of the fixed part of a condition definition.
 const DEFINE_FIXED_LEN: usize = 8 + 8 + 8 + 8 + 8 + 1;
+/// Format version of locks (kinds 9-11, see [`LockBody`]): version 3 = version 2 plus these
+/// kinds. Payments and administration keep their own versions (and so their ids).
+pub const LOCK_FORMAT_VERSION: u8 = 3;
 /// Longest public key in a registration (SM2 uncompressed SEC1).
 pub const KEY_LEN_MAX: usize = 65;
 /// Most inputs (token ids) in one transaction.
@@ -114,6 +117,15 @@ pub enum Kind {
     Unfreeze = 7,
     /// ...or close it (final; its balance must be zero).
     Close = 8,
+    /// Locks (format version 3, `docs/locks.md`): the payer reserves value for a beneficiary
+    /// under terms (releaser, deadline, deadline capture). Inputs: the payer's free tokens;
+    /// output 0 is the locked token, further outputs are change to the payer.
+    Lock = 9,
+    /// The releaser pays `amount_fen` of a locked token to its beneficiary; the rest goes back
+    /// to the payer or stays locked under the same terms.
+    Capture = 10,
+    /// The releaser or the beneficiary gives the whole locked value back to the payer.
+    Release = 11,
     /// Define a spending condition (format version 4), signed by its issuer.
     Define = 13,
     /// Move earmarked tokens whose condition has expired to the condition's reclaimer (format
@@ -132,6 +144,9 @@ impl Kind {
             6 => Some(Kind::Freeze),
             7 => Some(Kind::Unfreeze),
             8 => Some(Kind::Close),
+            9 => Some(Kind::Lock),
+            10 => Some(Kind::Capture),
+            11 => Some(Kind::Release),
             13 => Some(Kind::Define),
             14 => Some(Kind::Reclaim),
             _ => None,
@@ -148,6 +163,9 @@ impl Kind {
             Kind::Freeze => "freeze",
             Kind::Unfreeze => "unfreeze",
             Kind::Close => "close",
+            Kind::Lock => "lock",
+            Kind::Capture => "capture",
+            Kind::Release => "release",
             Kind::Define => "define",
             Kind::Reclaim => "reclaim",
         }
@@ -156,6 +174,11 @@ impl Kind {
     /// Wallet administration rather than a payment.
     pub fn is_admin(self) -> bool {
         (Kind::Register as u8..=Kind::Close as u8).contains(&(self as u8))
+    }
+
+    /// A lock, capture or release (format version 3).
+    pub fn is_lock(self) -> bool {
+        (Kind::Lock as u8..=Kind::Release as u8).contains(&(self as u8))
     }
 
     /// Programmable-money kinds (define, reclaim): always format version 4.
@@ -170,6 +193,8 @@ impl Kind {
             ADMIN_FORMAT_VERSION
         } else if self.is_condition() {
             CONDITION_FORMAT_VERSION
+        } else if self.is_lock() {
+            LOCK_FORMAT_VERSION
         } else {
             FORMAT_VERSION
         }
@@ -204,6 +229,47 @@ pub struct Admin {
     pub registration: Option<NewWallet>,
     /// SetClass: the new class 1-4 (0 for the other kinds).
     pub class: u8,
+}
+
+/// The terms of a lock, fixed when it is made (kind 9) and kept by a partial capture.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LockTerms {
+    /// The wallet a capture pays.
+    pub beneficiary: WalletId,
+    /// The wallet whose signature captures or releases (the beneficiary may also release).
+    pub releaser: WalletId,
+    /// The first batch whose timestamp is after this applies the deadline action.
+    pub deadline_ms: u64,
+    /// What the beneficiary gets at the deadline (at most the locked amount; 0: all back to
+    /// the payer).
+    pub deadline_capture_fen: u64,
+}
+
+/// The payload of a lock-family transaction (kinds 9-11, format version 3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LockBody {
+    /// Kind 9: the terms of the lock made by output 0.
+    Lock(LockTerms),
+    /// Kind 10: capture `amount_fen` of the locked token (the transaction's one input) for the
+    /// beneficiary; `keep_rest_locked`: the rest stays locked (partial capture), otherwise it
+    /// goes back to the payer (final capture).
+    Capture {
+        payer: WalletId,
+        amount_fen: u64,
+        keep_rest_locked: bool,
+    },
+    /// Kind 11: give the locked token (the one input) back to the payer.
+    Release { payer: WalletId },
+}
+
+impl LockBody {
+    /// The payer a capture or release names (lets a router find the payer's shard).
+    pub fn payer(&self) -> Option<WalletId> {
+        match self {
+            LockBody::Lock(_) => None,
+            LockBody::Capture { payer, .. } | LockBody::Release { payer } => Some(*payer),
+        }
+    }
 }
 
 /// A spending condition on an output: tag 0 none (plain money), tag 1 earmarked under the
@@ -266,6 +332,8 @@ pub struct Transaction {
     pub admin: Option<Admin>,
     /// Kind 13 only (no inputs, no outputs).
     pub define: Option<Box<ConditionDef>>,
+    /// Kinds 9-11 only. A capture or release has one input (the locked token) and no outputs.
+    pub lock: Option<LockBody>,
 }
 
 impl Transaction {
@@ -303,6 +371,17 @@ impl Transaction {
         }
         if let Some(def) = &self.define {
             return encode_define_body(self.timestamp_ms, self.expiry_ms, def, &self.reference);
+        }
+        if let Some(lock) = &self.lock {
+            return encode_lock_body(
+                self.kind,
+                self.timestamp_ms,
+                self.expiry_ms,
+                &self.inputs,
+                &self.outputs,
+                lock,
+                &self.reference,
+            );
         }
         encode_body(
             self.kind,
@@ -345,9 +424,8 @@ pub fn encode_body(
     outputs: &[Output],
     reference: &[u8],
 ) -> Vec<u8> {
-    assert!(inputs.len() <= INPUTS_MAX && outputs.len() <= OUTPUTS_MAX);
     assert!(reference.len() <= REFERENCE_LEN_MAX);
-    assert!(!kind.is_admin() && kind != Kind::Define);
+    assert!(!kind.is_admin() && !kind.is_lock() && kind != Kind::Define);
     let earmarked = outputs.iter().any(|o| o.condition != Condition::None);
     let mut out = Vec::with_capacity(
         HEADER_LEN
@@ -357,11 +435,38 @@ pub fn encode_body(
             + reference.len()
             + 1,
     );
-    out.push(if earmarked || kind == Kind::Reclaim {
+    let version = if earmarked || kind == Kind::Reclaim {
         CONDITION_FORMAT_VERSION
     } else {
         FORMAT_VERSION
-    });
+    };
+    encode_payment_part(
+        &mut out,
+        version,
+        kind,
+        timestamp_ms,
+        expiry_ms,
+        inputs,
+        outputs,
+    );
+    out.push(reference.len() as u8);
+    out.extend_from_slice(reference);
+    out
+}
+
+/// Header, inputs and outputs in the version-1 layout (shared by payments and locks; an
+/// earmarked output, version 4, carries its condition id after the tag).
+fn encode_payment_part(
+    out: &mut Vec<u8>,
+    version: u8,
+    kind: Kind,
+    timestamp_ms: u64,
+    expiry_ms: u64,
+    inputs: &[TokenId],
+    outputs: &[Output],
+) {
+    assert!(inputs.len() <= INPUTS_MAX && outputs.len() <= OUTPUTS_MAX);
+    out.push(version);
     out.push(kind as u8);
     out.extend_from_slice(&timestamp_ms.to_le_bytes());
     out.extend_from_slice(&expiry_ms.to_le_bytes());
@@ -380,6 +485,81 @@ pub fn encode_body(
                 out.extend_from_slice(&id.to_le_bytes());
             }
         }
+    }
+}
+
+/// Encode the body of a lock-family transaction (format version 3):
+///
+/// ```text
+/// lock (9):     u8 3 | u8 9 | u64 timestamp_ms | u64 expiry_ms
+///               | u16 n_inputs | inputs | u16 n_outputs | outputs   (as version 1)
+///               | u64 beneficiary | u64 releaser | u64 deadline_ms | u64 deadline_capture_fen
+///               | u8 reference_len | reference
+/// capture (10): u8 3 | u8 10 | u64 timestamp_ms | u64 expiry_ms | [u8; 32] lock token
+///               | u64 payer | u64 amount_fen | u8 flags (1: keep the rest locked)
+///               | u8 reference_len | reference
+/// release (11): u8 3 | u8 11 | u64 timestamp_ms | u64 expiry_ms | [u8; 32] lock token
+///               | u64 payer | u8 reference_len | reference
+/// ```
+///
+/// For a capture or release, `inputs` is the one locked token and `outputs` is empty.
+/// Panics only on programmer error (limits exceeded, a body that does not match `kind`).
+pub fn encode_lock_body(
+    kind: Kind,
+    timestamp_ms: u64,
+    expiry_ms: u64,
+    inputs: &[TokenId],
+    outputs: &[Output],
+    body: &LockBody,
+    reference: &[u8],
+) -> Vec<u8> {
+    assert!(reference.len() <= REFERENCE_LEN_MAX);
+    let mut out = Vec::with_capacity(
+        HEADER_LEN + 38 + inputs.len() * 32 + outputs.len() * OUTPUT_LEN + reference.len(),
+    );
+    match (kind, body) {
+        (Kind::Lock, LockBody::Lock(t)) => {
+            encode_payment_part(
+                &mut out,
+                LOCK_FORMAT_VERSION,
+                kind,
+                timestamp_ms,
+                expiry_ms,
+                inputs,
+                outputs,
+            );
+            out.extend_from_slice(&t.beneficiary.to_le_bytes());
+            out.extend_from_slice(&t.releaser.to_le_bytes());
+            out.extend_from_slice(&t.deadline_ms.to_le_bytes());
+            out.extend_from_slice(&t.deadline_capture_fen.to_le_bytes());
+        }
+        (Kind::Capture | Kind::Release, _) => {
+            assert!(inputs.len() == 1 && outputs.is_empty());
+            out.push(LOCK_FORMAT_VERSION);
+            out.push(kind as u8);
+            out.extend_from_slice(&timestamp_ms.to_le_bytes());
+            out.extend_from_slice(&expiry_ms.to_le_bytes());
+            out.extend_from_slice(&inputs[0]);
+            match (kind, body) {
+                (
+                    Kind::Capture,
+                    LockBody::Capture {
+                        payer,
+                        amount_fen,
+                        keep_rest_locked,
+                    },
+                ) => {
+                    out.extend_from_slice(&payer.to_le_bytes());
+                    out.extend_from_slice(&amount_fen.to_le_bytes());
+                    out.push(*keep_rest_locked as u8);
+                }
+                (Kind::Release, LockBody::Release { payer }) => {
+                    out.extend_from_slice(&payer.to_le_bytes());
+                }
+                _ => panic!("lock body does not match kind {}", kind.name()),
+            }
+        }
+        _ => panic!("lock body does not match kind {}", kind.name()),
     }
     out.push(reference.len() as u8);
     out.extend_from_slice(reference);
@@ -493,14 +673,11 @@ pub fn decode(bytes: &[u8]) -> Result<Transaction, DecodeError> {
     }
     let mut r = Reader { bytes, pos: 0 };
     let version = r.u8("version")?;
-    if version != FORMAT_VERSION
-        && version != ADMIN_FORMAT_VERSION
-        && version != CONDITION_FORMAT_VERSION
-    {
+    if !(FORMAT_VERSION..=CONDITION_FORMAT_VERSION).contains(&version) {
         return Err(DecodeError::new(
             "version",
             0,
-            format!("unsupported format version {version}, this build reads {FORMAT_VERSION}, {ADMIN_FORMAT_VERSION} and {CONDITION_FORMAT_VERSION}"),
+            format!("unsupported format version {version}, this build reads {FORMAT_VERSION} to {CONDITION_FORMAT_VERSION}"),
         ));
     }
     let kind_byte = r.u8("kind")?;
@@ -508,7 +685,7 @@ pub fn decode(bytes: &[u8]) -> Result<Transaction, DecodeError> {
         DecodeError::new(
             "kind",
             1,
-            format!("unknown kind {kind_byte} (1 issue, 2 transfer, 3 redeem, 4 register, 5 set class, 6 freeze, 7 unfreeze, 8 close, 13 define, 14 reclaim)"),
+            format!("unknown kind {kind_byte} (1 issue, 2 transfer, 3 redeem, 4 register, 5 set class, 6 freeze, 7 unfreeze, 8 close, 9 lock, 10 capture, 11 release, 13 define, 14 reclaim)"),
         )
     })?;
     // Transfers and redeems are version 4 when they carry an earmarked output (checked below).
@@ -548,6 +725,9 @@ pub fn decode(bytes: &[u8]) -> Result<Transaction, DecodeError> {
     }
     if kind == Kind::Define {
         return decode_define(r, timestamp_ms, expiry_ms);
+    }
+    if matches!(kind, Kind::Capture | Kind::Release) {
+        return decode_lock_use(r, kind, timestamp_ms, expiry_ms);
     }
 
     let n_pos = r.pos;
@@ -622,6 +802,30 @@ pub fn decode(bytes: &[u8]) -> Result<Transaction, DecodeError> {
         });
     }
 
+    let mut lock = None;
+    if kind == Kind::Lock {
+        let terms_pos = r.pos;
+        let terms = LockTerms {
+            beneficiary: r.u64("lock.beneficiary")?,
+            releaser: r.u64("lock.releaser")?,
+            deadline_ms: r.u64("lock.deadline_ms")?,
+            deadline_capture_fen: r.u64("lock.deadline_capture_fen")?,
+        };
+        if let Some(locked) = outputs.first() {
+            if terms.deadline_capture_fen > locked.amount_fen {
+                return Err(DecodeError::new(
+                    "lock.deadline_capture_fen",
+                    terms_pos + 24,
+                    format!(
+                        "deadline capture {} fen is more than the {} fen locked",
+                        terms.deadline_capture_fen, locked.amount_fen
+                    ),
+                ));
+            }
+        }
+        lock = Some(LockBody::Lock(terms));
+    }
+
     let reference_len = r.u8("reference_len")? as usize;
     if reference_len > REFERENCE_LEN_MAX {
         return Err(DecodeError::new(
@@ -653,14 +857,14 @@ pub fn decode(bytes: &[u8]) -> Result<Transaction, DecodeError> {
                 "an issue has no inputs".into(),
             ))
         }
-        Kind::Transfer | Kind::Redeem | Kind::Reclaim if n_inputs == 0 => {
+        Kind::Transfer | Kind::Redeem | Kind::Reclaim | Kind::Lock if n_inputs == 0 => {
             return Err(DecodeError::new(
                 "n_inputs",
                 HEADER_LEN,
                 format!("a {} needs at least one input", kind.name()),
             ))
         }
-        Kind::Issue | Kind::Transfer | Kind::Reclaim if n_outputs == 0 => {
+        Kind::Issue | Kind::Transfer | Kind::Reclaim | Kind::Lock if n_outputs == 0 => {
             return Err(DecodeError::new(
                 "n_outputs",
                 HEADER_LEN + 2 + 32 * n_inputs,
@@ -681,6 +885,69 @@ pub fn decode(bytes: &[u8]) -> Result<Transaction, DecodeError> {
         signatures,
         id,
         admin: None,
+        define: None,
+        lock,
+    })
+}
+
+/// Decode the rest of a capture or release (after the validity window).
+fn decode_lock_use(
+    mut r: Reader<'_>,
+    kind: Kind,
+    timestamp_ms: u64,
+    expiry_ms: u64,
+) -> Result<Transaction, DecodeError> {
+    let token = r.array32("lock.token")?;
+    let payer = r.u64("lock.payer")?;
+    let body = if kind == Kind::Capture {
+        let amount_pos = r.pos;
+        let amount_fen = r.u64("capture.amount_fen")?;
+        if amount_fen == 0 {
+            return Err(DecodeError::new(
+                "capture.amount_fen",
+                amount_pos,
+                "a capture takes at least 1 fen (release gives everything back)".into(),
+            ));
+        }
+        let flags = r.u8("capture.flags")?;
+        if flags > 1 {
+            return Err(DecodeError::new(
+                "capture.flags",
+                r.pos - 1,
+                format!("unknown capture flags {flags} (0 final, 1 keep the rest locked)"),
+            ));
+        }
+        LockBody::Capture {
+            payer,
+            amount_fen,
+            keep_rest_locked: flags == 1,
+        }
+    } else {
+        LockBody::Release { payer }
+    };
+    let reference_len = r.u8("reference_len")? as usize;
+    if reference_len > REFERENCE_LEN_MAX {
+        return Err(DecodeError::new(
+            "reference_len",
+            r.pos - 1,
+            format!("reference is {reference_len} bytes, at most {REFERENCE_LEN_MAX} allowed"),
+        ));
+    }
+    let reference = r.take(reference_len, "reference")?.to_vec();
+    let body_len = r.pos;
+    let signatures = read_signatures(&mut r)?;
+    let id = tx_id_of_body(&r.bytes[..body_len]);
+    Ok(Transaction {
+        kind,
+        timestamp_ms,
+        expiry_ms,
+        inputs: vec![token],
+        outputs: Vec::new(),
+        reference,
+        signatures,
+        id,
+        admin: None,
+        lock: Some(body),
         define: None,
     })
 }
@@ -901,6 +1168,7 @@ fn decode_admin(
             class,
         }),
         define: None,
+        lock: None,
     })
 }
 
@@ -1063,6 +1331,7 @@ fn decode_define(
         signatures,
         id: tx_id,
         admin: None,
+        lock: None,
         define: Some(Box::new(ConditionDef {
             id,
             issuer,
@@ -1094,14 +1363,27 @@ pub fn body_len(bytes: &[u8]) -> Result<usize, DecodeError> {
         r.take(reference_len, "reference")?;
         return Ok(r.pos);
     }
-    if bytes.first() == Some(&CONDITION_FORMAT_VERSION)
-        && bytes.get(1) == Some(&(Kind::Define as u8))
-    {
+    let version = bytes.first().copied();
+    let kind = bytes.get(1).copied();
+    if version == Some(CONDITION_FORMAT_VERSION) && kind == Some(Kind::Define as u8) {
         r.take(HEADER_LEN + DEFINE_FIXED_LEN, "header")?;
         for width in [2usize, 8, 4] {
             let n = r.u16("condition list")? as usize;
             r.take(n.saturating_mul(width), "condition list")?;
         }
+        let reference_len = r.u8("reference_len")? as usize;
+        r.take(reference_len, "reference")?;
+        return Ok(r.pos);
+    }
+    if version == Some(LOCK_FORMAT_VERSION)
+        && (kind == Some(Kind::Capture as u8) || kind == Some(Kind::Release as u8))
+    {
+        let fixed = if kind == Some(Kind::Capture as u8) {
+            32 + 8 + 8 + 1
+        } else {
+            32 + 8
+        };
+        r.take(HEADER_LEN + fixed, "header")?;
         let reference_len = r.u8("reference_len")? as usize;
         r.take(reference_len, "reference")?;
         return Ok(r.pos);
@@ -1115,6 +1397,9 @@ pub fn body_len(bytes: &[u8]) -> Result<usize, DecodeError> {
         if r.u8("outputs.condition")? == 1 {
             r.take(8, "outputs.condition_id")?;
         }
+    }
+    if version == Some(LOCK_FORMAT_VERSION) {
+        r.take(32, "lock")?;
     }
     let reference_len = r.u8("reference_len")? as usize;
     r.take(reference_len, "reference")?;
@@ -1211,6 +1496,7 @@ mod tests {
             id: tx_id_of_body(&body),
             admin: None,
             define: None,
+            lock: None,
         };
         tx.id = tx_id_of_body(&tx.encode_body());
         tx

@@ -100,6 +100,8 @@ pub(crate) struct TokenRecord {
 pub(crate) enum Marker {
     Spent(TokenId),
     Settled(TxId),
+    /// A lock token consumed by its deadline action (`locks.rs`).
+    Lapsed(TokenId),
 }
 
 /// An entry of the expiry heap, ordered by its expiry alone: entries that expire at the same
@@ -230,6 +232,8 @@ pub struct Ledger {
     pub(crate) shard: crate::credits::ShardState,
     /// Spending conditions and earmarked tokens (`conditions.rs`); empty without programmes.
     pub(crate) conds: crate::conditions::Conditions,
+    /// Locks on tokens (`locks.rs`), beside `tokens`; empty until a lock is made.
+    pub(crate) locks: crate::locks::LockState,
 }
 
 /// How phase 1 treats signatures.
@@ -277,6 +281,7 @@ impl Ledger {
             limits: Limits::none(),
             shard: crate::credits::ShardState::default(),
             conds: crate::conditions::Conditions::default(),
+            locks: crate::locks::LockState::default(),
         })
     }
 
@@ -647,6 +652,21 @@ impl Ledger {
         self.check_batch(batch.len(), timestamp_ms)?;
         self.last_timestamp_ms = timestamp_ms;
         self.prune(timestamp_ms);
+        self.lapse_locks(timestamp_ms);
+        self.settle_txs(batch, timestamp_ms, mode)
+    }
+
+    /// Settle a batch's transactions without the deadline actions that open it (the
+    /// end-of-day report applies those once per batch, then observes transactions one by one).
+    pub(crate) fn settle_txs<T: AsRef<[u8]> + Sync>(
+        &mut self,
+        batch: &[T],
+        timestamp_ms: u64,
+        mode: SigMode<'_>,
+    ) -> Result<(Vec<Status>, Receipt)> {
+        self.check_batch(batch.len(), timestamp_ms)?;
+        self.last_timestamp_ms = timestamp_ms;
+        self.prune(timestamp_ms);
 
         let checked = self.check_stateless(batch, timestamp_ms, mode);
 
@@ -725,6 +745,9 @@ impl Ledger {
                 }
                 Marker::Settled(id) => {
                     self.settled.remove(&id);
+                }
+                Marker::Lapsed(id) => {
+                    self.locks.lapsed.remove(&id);
                 }
             }
         }
@@ -860,6 +883,9 @@ impl Ledger {
                 .push(Expiring::item(tx.expiry_ms, Marker::Settled(tx.id)));
             return Ok(0);
         }
+        if tx.lock.is_some() {
+            return self.apply_lock_tx(tx, now_ms);
+        }
         if tx
             .outputs
             .iter()
@@ -878,6 +904,9 @@ impl Ledger {
         }
         if any_spent {
             return Err(Status::InputSpent);
+        }
+        if !self.locks.locks.is_empty() && tx.inputs.iter().any(|i| self.locks.is_locked(i)) {
+            return Err(Status::InputLocked);
         }
         let signers: Vec<WalletId> = tx.signatures.iter().map(|s| s.signer).collect();
         let output_sum = tx.output_sum_fen().expect("checked in phase 1");
@@ -1062,7 +1091,7 @@ impl Ledger {
     }
 
     /// Remove an unspent token from the state; returns its value.
-    fn remove_token(&mut self, id: &TokenId) -> u64 {
+    pub(crate) fn remove_token(&mut self, id: &TokenId) -> u64 {
         let record = self.tokens.remove(id).expect("input checked");
         let wallet = self.wallets.get_mut(&record.owner).expect("owner exists");
         let last = wallet.tokens.pop().expect("owner lists the token");
@@ -1141,7 +1170,8 @@ impl Ledger {
                 self.tokens.len()
             ));
         }
-        self.check_condition_invariants()
+        self.check_condition_invariants()?;
+        self.check_locks()
     }
 
     /// A digest of the ledger state that does not depend on hash-map order: the same batches
@@ -1183,6 +1213,7 @@ impl Ledger {
         }
         self.shard.digest(&mut h);
         self.conds.digest(&mut h);
+        self.locks.digest(&mut h);
         h.finalize().into()
     }
 }

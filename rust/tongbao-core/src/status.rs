@@ -33,7 +33,17 @@ pub enum Status {
     WalletExists = 22,
     InvalidWallet = 23,
     BalanceNotZero = 24,
-    // 25-29 are reserved for locks, holds and escrow.
+    /// An input of a transfer, redeem or lock is a locked token (`docs/locks.md`).
+    InputLocked = 25,
+    /// A capture or release whose input is not a locked token, or names another payer.
+    NotLocked = 26,
+    /// A capture of more than the locked amount.
+    CaptureExceedsLock = 27,
+    /// A capture or release after the lock's deadline (the deadline action applies instead).
+    LockDeadlinePassed = 28,
+    /// A capture not signed by the lock's releaser, or a release signed by neither the
+    /// releaser nor the beneficiary.
+    NotReleaser = 29,
     /// Earmarked value goes where its condition does not allow: a merchant not listed, of a
     /// category or region not allowed, or out of the earmark (laundering by split or merge).
     ConditionFailed = 30,
@@ -54,8 +64,8 @@ impl Status {
     /// One more than the largest numeric value: the length of per-status count arrays.
     pub const SLOTS: usize = 35;
 
-    /// Every status, by numeric value (values 25-29 are reserved for locks).
-    pub const ALL: [Status; 30] = [
+    /// Every status, by numeric value.
+    pub const ALL: [Status; 35] = [
         Status::Ok,
         Status::AlreadySettled,
         Status::Malformed,
@@ -81,6 +91,11 @@ impl Status {
         Status::WalletExists,
         Status::InvalidWallet,
         Status::BalanceNotZero,
+        Status::InputLocked,
+        Status::NotLocked,
+        Status::CaptureExceedsLock,
+        Status::LockDeadlinePassed,
+        Status::NotReleaser,
         Status::ConditionFailed,
         Status::ConditionNotTransferable,
         Status::ConditionNotRedeemable,
@@ -119,6 +134,11 @@ impl Status {
             Status::WalletExists => "WALLET_EXISTS",
             Status::InvalidWallet => "INVALID_WALLET",
             Status::BalanceNotZero => "BALANCE_NOT_ZERO",
+            Status::InputLocked => "INPUT_LOCKED",
+            Status::NotLocked => "NOT_LOCKED",
+            Status::CaptureExceedsLock => "CAPTURE_EXCEEDS_LOCK",
+            Status::LockDeadlinePassed => "LOCK_DEADLINE_PASSED",
+            Status::NotReleaser => "NOT_RELEASER",
             Status::ConditionFailed => "CONDITION_FAILED",
             Status::ConditionNotTransferable => "CONDITION_NOT_TRANSFERABLE",
             Status::ConditionNotRedeemable => "CONDITION_NOT_REDEEMABLE",
@@ -135,11 +155,10 @@ mod tests {
     #[test]
     fn values_are_ordered_and_round_trip() {
         for (i, s) in Status::ALL.iter().enumerate() {
-            assert!(i == 0 || Status::ALL[i - 1] as u8 <= *s as u8);
+            assert_eq!(*s as usize, i, "values are dense");
             assert!((*s as usize) < Status::SLOTS);
             assert_eq!(Status::from_u8(*s as u8), Some(*s));
         }
-        assert_eq!(Status::from_u8(25), None); // reserved for locks
         assert_eq!(Status::from_u8(Status::SLOTS as u8), None);
     }
 }

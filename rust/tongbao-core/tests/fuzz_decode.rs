@@ -23,8 +23,9 @@ use proptest::sample::Index;
 use proptest::test_runner::{Config, RngSeed, TestCaseResult, TestRunner};
 use tongbao_core::crypto::{Scheme, SigningKey};
 use tongbao_core::format::{
-    self, Admin, Condition, Kind, NewWallet, Output, SignatureEntry, Transaction, INPUTS_MAX,
-    OUTPUTS_MAX, REFERENCE_LEN_MAX, SIGNATURES_MAX, TX_BYTES_MAX, VALIDITY_MS_MAX,
+    self, Admin, Condition, Kind, LockBody, LockTerms, NewWallet, Output, SignatureEntry,
+    Transaction, INPUTS_MAX, OUTPUTS_MAX, REFERENCE_LEN_MAX, SIGNATURES_MAX, TX_BYTES_MAX,
+    VALIDITY_MS_MAX,
 };
 
 const DEFAULT_CASES: u32 = 2000;
@@ -260,6 +261,7 @@ fn arb_tx() -> impl Strategy<Value = Transaction> {
                     id: format::tx_id_of_body(&body),
                     admin: None,
                     define: None,
+                    lock: None,
                 }
             },
         )
@@ -348,14 +350,94 @@ fn arb_admin_tx() -> impl Strategy<Value = Transaction> {
                     id: format::tx_id_of_body(&body),
                     admin: Some(admin),
                     define: None,
+                    lock: None,
                 }
             },
         )
 }
 
 /// Any valid transaction: a payment (version 1) or wallet administration (version 2).
+/// Locks (format version 3): a lock with its terms (deadline capture within output 0), or a
+/// capture or release of one token.
+fn arb_lock_tx() -> impl Strategy<Value = Transaction> {
+    let lock = (
+        count(1, INPUTS_MAX).prop_flat_map(|n| vec(arb_bytes_n::<32>(), n)),
+        count(1, 8).prop_flat_map(|n| vec(arb_output(), n)),
+        arb_u64(),
+        arb_u64(),
+        arb_u64(),
+        any::<u64>(),
+    )
+        .prop_map(|(inputs, outputs, beneficiary, releaser, deadline_ms, c)| {
+            let dcap = c % (outputs[0].amount_fen.saturating_add(1)).max(1);
+            let body = LockBody::Lock(LockTerms {
+                beneficiary,
+                releaser,
+                deadline_ms,
+                deadline_capture_fen: dcap.min(outputs[0].amount_fen),
+            });
+            (Kind::Lock, inputs, outputs, body)
+        });
+    let use_ = (
+        arb_bytes_n::<32>(),
+        arb_u64(),
+        prop_oneof![Just(None), (1u64..=u64::MAX).prop_map(Some)],
+        any::<bool>(),
+    )
+        .prop_map(|(token, payer, amount, keep)| match amount {
+            Some(amount_fen) => (
+                Kind::Capture,
+                vec![token],
+                Vec::new(),
+                LockBody::Capture {
+                    payer,
+                    amount_fen,
+                    keep_rest_locked: keep,
+                },
+            ),
+            None => (
+                Kind::Release,
+                vec![token],
+                Vec::new(),
+                LockBody::Release { payer },
+            ),
+        });
+    (
+        prop_oneof![lock, use_],
+        arb_validity(),
+        count(0, REFERENCE_LEN_MAX).prop_flat_map(|n| vec(any::<u8>(), n)),
+        arb_signatures(),
+    )
+        .prop_map(
+            |((kind, inputs, outputs, body), (timestamp_ms, expiry_ms), reference, signatures)| {
+                let encoded = format::encode_lock_body(
+                    kind,
+                    timestamp_ms,
+                    expiry_ms,
+                    &inputs,
+                    &outputs,
+                    &body,
+                    &reference,
+                );
+                Transaction {
+                    kind,
+                    timestamp_ms,
+                    expiry_ms,
+                    inputs,
+                    outputs,
+                    reference,
+                    signatures,
+                    id: format::tx_id_of_body(&encoded),
+                    admin: None,
+                    lock: Some(body),
+                    define: None,
+                }
+            },
+        )
+}
+
 fn arb_any_tx() -> impl Strategy<Value = Transaction> {
-    prop_oneof![3 => arb_tx(), 2 => arb_admin_tx()]
+    prop_oneof![3 => arb_tx(), 2 => arb_admin_tx(), 2 => arb_lock_tx()]
 }
 
 #[derive(Clone, Debug)]
