@@ -12,6 +12,7 @@ pub mod credits;
 pub mod crypto;
 pub mod error;
 pub mod format;
+pub mod idhash;
 pub mod ledger;
 pub mod report;
 pub mod rules;

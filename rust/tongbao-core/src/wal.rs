@@ -778,14 +778,16 @@ fn encode_snapshot(ledger: &Ledger, lsn: u64) -> Vec<u8> {
             w.u64(ledger.tokens[token].value_fen);
         }
     }
-    let mut spent: Vec<_> = ledger.spent.iter().collect();
+    // Only the live entries (the sweep is lazy): the snapshot is the same whenever it ran.
+    let now = ledger.last_timestamp_ms;
+    let mut spent: Vec<_> = ledger.spent.iter().filter(|(_, e)| **e >= now).collect();
     spent.sort_unstable();
     w.u64(spent.len() as u64);
     for (id, expiry) in spent {
         w.bytes(id);
         w.u64(*expiry);
     }
-    let mut settled: Vec<_> = ledger.settled.iter().collect();
+    let mut settled: Vec<_> = ledger.settled.iter().filter(|(_, e)| **e >= now).collect();
     settled.sort_unstable();
     w.u64(settled.len() as u64);
     for (id, expiry) in settled {
@@ -954,20 +956,12 @@ fn load_snapshot(ledger: &mut Ledger, path: &Path) -> Result<u64> {
         let id = r.id()?;
         let expiry = r.u64()?;
         ledger.spent.insert(id, expiry);
-        ledger.expiries.push(crate::ledger::Expiring::item(
-            expiry,
-            crate::ledger::Marker::Spent(id),
-        ));
     }
     let n_settled = r.u64()?;
     for _ in 0..n_settled {
         let id = r.id()?;
         let expiry = r.u64()?;
         ledger.settled.insert(id, expiry);
-        ledger.expiries.push(crate::ledger::Expiring::item(
-            expiry,
-            crate::ledger::Marker::Settled(id),
-        ));
     }
     ledger.shard = read_shard_state(&mut r)?;
     if r.pos != body.len() {
