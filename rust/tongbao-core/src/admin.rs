@@ -12,7 +12,7 @@
 use crate::crypto::{PublicKey, Scheme};
 use crate::error::Error;
 use crate::format::{Admin, Kind, Transaction, WalletId};
-use crate::ledger::{Expiring, Ledger, Marker, Registration, WalletKind, WalletUpdate};
+use crate::ledger::{Ledger, Registration, WalletKind, WalletUpdate};
 use crate::rules::{WalletAttrs, WalletStatus};
 use crate::status::Status;
 
@@ -141,8 +141,6 @@ impl Ledger {
             }
         }
         self.settled.insert(tx.id, tx.expiry_ms);
-        self.expiries
-            .push(Expiring::item(tx.expiry_ms, Marker::Settled(tx.id)));
         Ok(())
     }
 }

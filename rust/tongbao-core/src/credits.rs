@@ -20,11 +20,11 @@
 
 use std::collections::BTreeMap;
 
-use hashbrown::HashSet;
 use sha2::Digest;
 
 use crate::error::{Error, Result};
 use crate::format::{token_id, TokenId, WalletId};
+use crate::idhash::IdSet;
 use crate::ledger::Ledger;
 use crate::rules::{OverCap, WalletStatus, SWEEP_INDEX_FLAG};
 use crate::status::Status;
@@ -119,7 +119,7 @@ pub struct ShardState {
     pub(crate) outbox: BTreeMap<u64, Credit>,
     pub(crate) next_outbox_seq: u64,
     /// Every credit token ever imported (kept forever: what makes import exactly-once).
-    pub(crate) imported: HashSet<TokenId>,
+    pub(crate) imported: IdSet<TokenId>,
     pub(crate) credits_in_fen: u128,
     pub(crate) credits_out_fen: u128,
     pub(crate) suspense: Vec<Credit>,
@@ -134,7 +134,7 @@ impl Default for ShardState {
             spec: None,
             outbox: BTreeMap::new(),
             next_outbox_seq: 1,
-            imported: HashSet::new(),
+            imported: IdSet::default(),
             credits_in_fen: 0,
             credits_out_fen: 0,
             suspense: Vec::new(),
@@ -380,7 +380,8 @@ impl Ledger {
         let reapply = self.shard.spec.is_some_and(|s| s.unsafe_reapply_credits);
         if self.tokens.contains_key(&c.token)
             || (!reapply
-                && (self.shard.imported.contains(&c.token) || self.spent.contains_key(&c.token)))
+                && (self.shard.imported.contains(&c.token)
+                    || self.spent_at(&c.token, self.last_timestamp_ms)))
         {
             return Status::AlreadySettled;
         }

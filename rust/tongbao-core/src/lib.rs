@@ -8,12 +8,13 @@
 
 pub mod admin;
 pub mod builder;
-pub mod content;
 pub mod conditions;
+pub mod content;
 pub mod credits;
 pub mod crypto;
 pub mod error;
 pub mod format;
+pub mod idhash;
 pub mod ledger;
 pub mod locks;
 pub mod report;
@@ -25,8 +26,8 @@ pub mod wal;
 pub use builder::{
     build_payments, build_payments_with_references, BuiltPayments, Keyring, Payment,
 };
-pub use content::ContentParts;
 pub use conditions::{ConditionState, ConditionStats};
+pub use content::ContentParts;
 pub use credits::{home_vshard, Credit, ShardSpec, ShardTotals};
 pub use crypto::{PublicKey, Scheme, SigningKey};
 pub use error::{DecodeError, Error, Result};

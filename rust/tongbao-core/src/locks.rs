@@ -24,7 +24,7 @@ use crate::credits::Credit;
 use crate::format::{
     token_id, Kind, LockBody, LockTerms, Output, TokenId, Transaction, WalletId, VALIDITY_MS_MAX,
 };
-use crate::ledger::{Expiring, Ledger, Marker, CLOCK_SKEW_MS_MAX};
+use crate::ledger::{Ledger, CLOCK_SKEW_MS_MAX};
 use crate::rules::{self, WalletStatus, SWEEP_INDEX_FLAG};
 use crate::status::Status;
 
@@ -63,7 +63,8 @@ pub struct LockState {
     pub(crate) deadlines: BTreeSet<(u64, TokenId)>,
     /// Held value per payer (the sum of its locked tokens); absent = 0.
     pub(crate) held: HashMap<WalletId, u64>,
-    /// Lock token -> until when it is remembered as lapsed (pruned with the expiry heap).
+    /// Lock token -> until when it is remembered as lapsed (counts while `until` is not before
+    /// the batch's timestamp; swept lazily with the spent markers, `Ledger::prune`).
     pub(crate) lapsed: HashMap<TokenId, u64>,
 }
 
@@ -175,10 +176,6 @@ impl Ledger {
             self.locks
                 .lapsed
                 .insert(token, now_ms.saturating_add(LAPSED_MEMORY_MS));
-            self.expiries.push(Expiring::item(
-                now_ms.saturating_add(LAPSED_MEMORY_MS),
-                Marker::Lapsed(token),
-            ));
             let to_beneficiary = lock.terms.deadline_capture_fen.min(value_fen);
             let mut to_payer = value_fen - to_beneficiary;
             if to_beneficiary > 0 {
@@ -299,7 +296,7 @@ impl Ledger {
         for input in &tx.inputs {
             match self.tokens.get(input) {
                 Some(r) => owners.push((r.owner, r.value_fen)),
-                None if self.spent.contains_key(input) => any_spent = true,
+                None if self.spent_at(input, self.last_timestamp_ms) => any_spent = true,
                 None => return Err(Status::UnknownInput),
             }
         }
@@ -339,8 +336,6 @@ impl Ledger {
         for input in &tx.inputs {
             self.remove_token(input);
             self.spent.insert(*input, tx.expiry_ms);
-            self.expiries
-                .push(Expiring::item(tx.expiry_ms, Marker::Spent(*input)));
         }
         for (index, output) in tx.outputs.iter().enumerate() {
             let id = token_id(&tx.id, index as u16);
@@ -365,8 +360,8 @@ impl Ledger {
         let token = tx.inputs[0];
         let (owner, value_fen) = match self.tokens.get(&token) {
             Some(r) => (r.owner, r.value_fen),
-            None if self.spent.contains_key(&token) => return Err(Status::InputSpent),
-            None if self.locks.lapsed.contains_key(&token) => {
+            None if self.spent_at(&token, now_ms) => return Err(Status::InputSpent),
+            None if self.locks.lapsed.get(&token).is_some_and(|&u| u >= now_ms) => {
                 return Err(Status::LockDeadlinePassed)
             }
             None => return Err(Status::UnknownInput),
@@ -487,14 +482,10 @@ impl Ledger {
 
     fn mark_spent(&mut self, token: &TokenId, expiry_ms: u64) {
         self.spent.insert(*token, expiry_ms);
-        self.expiries
-            .push(Expiring::item(expiry_ms, Marker::Spent(*token)));
     }
 
     fn mark_settled(&mut self, tx: &Transaction) {
         self.settled.insert(tx.id, tx.expiry_ms);
-        self.expiries
-            .push(Expiring::item(tx.expiry_ms, Marker::Settled(tx.id)));
     }
 
     /// Consistency of the lock state (part of `check_invariants`): every lock is on an unspent

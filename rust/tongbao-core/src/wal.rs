@@ -780,14 +780,16 @@ fn encode_snapshot(ledger: &Ledger, lsn: u64) -> Vec<u8> {
             w.u64(ledger.tokens[token].value_fen);
         }
     }
-    let mut spent: Vec<_> = ledger.spent.iter().collect();
+    // Only the live entries (the sweep is lazy): the snapshot is the same whenever it ran.
+    let now = ledger.last_timestamp_ms;
+    let mut spent: Vec<_> = ledger.spent.iter().filter(|(_, e)| **e >= now).collect();
     spent.sort_unstable();
     w.u64(spent.len() as u64);
     for (id, expiry) in spent {
         w.bytes(id);
         w.u64(*expiry);
     }
-    let mut settled: Vec<_> = ledger.settled.iter().collect();
+    let mut settled: Vec<_> = ledger.settled.iter().filter(|(_, e)| **e >= now).collect();
     settled.sort_unstable();
     w.u64(settled.len() as u64);
     for (id, expiry) in settled {
@@ -796,7 +798,7 @@ fn encode_snapshot(ledger: &Ledger, lsn: u64) -> Vec<u8> {
     }
     write_shard_state(&mut w, &ledger.shard);
     write_conditions(&mut w, &ledger.conds);
-    write_lock_state(&mut w, &ledger.locks);
+    write_lock_state(&mut w, &ledger.locks, now);
     let digest = Sha256::digest(&w.0);
     w.bytes(&digest);
     w.0
@@ -965,7 +967,7 @@ fn read_conditions(r: &mut ByteReader<'_>) -> Result<Conditions> {
 }
 
 /// The lock state (`locks.rs`): locks sorted by token, then lapsed locks still remembered.
-fn write_lock_state(w: &mut Writer, s: &crate::locks::LockState) {
+fn write_lock_state(w: &mut Writer, s: &crate::locks::LockState, now: u64) {
     let mut locks: Vec<_> = s.locks.iter().collect();
     locks.sort_unstable_by(|a, b| a.0.cmp(b.0));
     w.u64(locks.len() as u64);
@@ -977,7 +979,8 @@ fn write_lock_state(w: &mut Writer, s: &crate::locks::LockState) {
         w.u64(l.terms.deadline_ms);
         w.u64(l.terms.deadline_capture_fen);
     }
-    let mut lapsed: Vec<_> = s.lapsed.iter().collect();
+    // Only the live entries (the sweep is lazy), as for spent markers.
+    let mut lapsed: Vec<_> = s.lapsed.iter().filter(|(_, u)| **u >= now).collect();
     lapsed.sort_unstable();
     w.u64(lapsed.len() as u64);
     for (token, until) in lapsed {
@@ -1011,10 +1014,6 @@ fn read_lock_state(ledger: &mut Ledger, r: &mut ByteReader<'_>) -> Result<()> {
         let token = r.id()?;
         let until = r.u64()?;
         ledger.locks.lapsed.insert(token, until);
-        ledger.expiries.push(crate::ledger::Expiring::item(
-            until,
-            crate::ledger::Marker::Lapsed(token),
-        ));
     }
     Ok(())
 }
@@ -1126,20 +1125,12 @@ fn load_snapshot(ledger: &mut Ledger, path: &Path) -> Result<u64> {
         let id = r.id()?;
         let expiry = r.u64()?;
         ledger.spent.insert(id, expiry);
-        ledger.expiries.push(crate::ledger::Expiring::item(
-            expiry,
-            crate::ledger::Marker::Spent(id),
-        ));
     }
     let n_settled = r.u64()?;
     for _ in 0..n_settled {
         let id = r.id()?;
         let expiry = r.u64()?;
         ledger.settled.insert(id, expiry);
-        ledger.expiries.push(crate::ledger::Expiring::item(
-            expiry,
-            crate::ledger::Marker::Settled(id),
-        ));
     }
     ledger.shard = read_shard_state(&mut r)?;
     ledger.conds = read_conditions(&mut r)?;
