@@ -115,6 +115,24 @@ impl Ledger {
             h.update(id);
             h.update(t.owner.to_le_bytes());
             h.update(t.value_fen.to_le_bytes());
+            // What else the token carries (a plain token's element is unchanged): its earmark
+            // (programmable money) and its lock.
+            if let Some(condition) = self.earmark(id) {
+                h.update(b"earmark");
+                h.update(condition.to_le_bytes());
+            }
+            if let Some(lock) = self.locks.locks.get(id) {
+                h.update(b"lock");
+                for v in [
+                    lock.payer,
+                    lock.terms.beneficiary,
+                    lock.terms.releaser,
+                    lock.terms.deadline_ms,
+                    lock.terms.deadline_capture_fen,
+                ] {
+                    h.update(v.to_le_bytes());
+                }
+            }
             add256(&mut p.sum, &h.finalize().into());
             p.tokens += 1;
         }
