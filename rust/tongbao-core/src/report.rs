@@ -372,7 +372,7 @@ fn observe_one(
     }
     let mut involved: Vec<WalletId> = match tx.kind {
         Kind::Issue => in_by.keys().copied().collect(),
-        Kind::Transfer | Kind::Redeem => out_by.keys().copied().collect(),
+        Kind::Transfer | Kind::Redeem | Kind::Reclaim => out_by.keys().copied().collect(),
         _ => signer_party.into_iter().collect(),
     };
     involved.dedup();
@@ -394,7 +394,8 @@ fn observe_one(
                 entry(report, *p).redeemed_fen += v - back;
             }
         }
-        Kind::Transfer => {
+        // A reclaim moves value from the holders to the reclaimer, as a transfer does.
+        Kind::Transfer | Kind::Reclaim => {
             // Net per party, then payers matched to payees in id order (exact for the usual
             // single-payer transfer).
             let mut payers: Vec<(WalletId, u128)> = Vec::new();
