@@ -34,6 +34,7 @@ from tongbao import cluster_cli, presets, simulate, simulate_report
 from tongbao.errors import InvalidArgument, TongbaoError
 from tongbao.operator_cli import add_report, add_wallets
 from tongbao.payroll.cli import add_payroll
+from tongbao.transit.cli import add_transit
 
 #: Exit statuses.
 EXIT_OK = 0
@@ -359,6 +360,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], N
     cluster_cli.add_cluster,
     add_wallets,
     add_report,
+    add_transit,
 ]
 
 
