@@ -185,6 +185,9 @@ class TransitEngine:
         self.operator = operator
         self.verify_threads = verify_threads
         self.journeys: dict[int, Journey] = {}
+        #: Journeys whose deadline passed (charged the maximum fare by the core), until the
+        #: card taps again: a late tap-out is told so instead of being refused.
+        self.lapsed: dict[int, Journey] = {}
         self.allowances: dict[int, Allowance] = {}
         self.stats = EngineStats()
         self._cards: dict[int, int] = {}
@@ -287,6 +290,7 @@ class TransitEngine:
             self._charge(card, journey.entry_ms, journey.held_fen)
             self.stats.expired_journeys += 1
             self.stats.max_fares_charged_fen += journey.held_fen
+            self.lapsed[card] = journey
         if len(self._decided) > TAPS_PER_CALL_MAX:
             horizon = now_ms - DECIDED_MEMORY_MS
             self._decided = {k: v for k, v in self._decided.items() if v[2] >= horizon}
@@ -428,6 +432,7 @@ class TransitEngine:
         if offline:
             decisions[i] = Decision(tap.tap_id, Outcome.NOTHING_TO_SETTLE)
             return
+        self.lapsed.pop(tap.card, None)
         journey = self.journeys.get(tap.card)
         if (
             journey is not None
@@ -441,11 +446,16 @@ class TransitEngine:
             # lock, which the core charges at its deadline (max fare), and a new one starts.
             del self.journeys[tap.card]
             self._charge(tap.card, journey.entry_ms, journey.held_fen)
+            self.stats.max_fares_charged_fen += journey.held_fen
         amount = min(self.network.max_fare_fen, self.cap_room(tap.card, tap.time_ms))
-        if amount == 0:
+        deadline = tap.time_ms + self.network.time_limit_ms
+        if amount == 0:  # the daily cap is reached: a journey with nothing held
+            self.journeys[tap.card] = Journey(
+                b"", tap.station, tap.time_ms, 0, deadline, tap.tap_id
+            )
             decisions[i] = Decision(tap.tap_id, Outcome.OPEN)
             return
-        lock_requests.append((i, amount, tap.time_ms + self.network.time_limit_ms))
+        lock_requests.append((i, amount, deadline))
 
     def _tap_out(
         self,
@@ -456,22 +466,28 @@ class TransitEngine:
         decisions: list[Decision | None],
         capture_requests: list[tuple[int, holds.Capture, str, object]],
     ) -> None:
+        lapsed = self.lapsed.get(tap.card)
+        if (
+            tap.card not in self.journeys
+            and lapsed is not None
+            and tap.entry_station in (NO_ENTRY, lapsed.entry_station)
+        ):
+            # Charged the maximum fare at the deadline, by the core: nothing more now.
+            del self.lapsed[tap.card]
+            flags = Flag.LATE if offline else Flag.NONE
+            decisions[i] = Decision(
+                tap.tap_id, Outcome.EXPIRED_JOURNEY, lapsed.held_fen, flags=int(flags)
+            )
+            return
         journey = self.journeys.get(tap.card)
         if journey is not None and (tap.entry_station in (NO_ENTRY, journey.entry_station)):
-            if tap.time_ms > journey.deadline_ms or now_ms > journey.deadline_ms:
-                del self.journeys[tap.card]
-                self._charge(tap.card, journey.entry_ms, journey.held_fen)
-                self.stats.expired_journeys += 1
-                self.stats.max_fares_charged_fen += journey.held_fen
-                flags = Flag.LATE if offline else Flag.NONE
-                decisions[i] = Decision(
-                    tap.tap_id, Outcome.EXPIRED_JOURNEY, journey.held_fen, flags=int(flags)
-                )
-                return
             fare = self.network.fare(journey.entry_station, tap.station)
-            # The hold already counted max(fare) against the cap room at tap-in; the fare
-            # charged is bounded by the hold.
+            # The hold was bounded by the cap room at tap-in; the fare charged by the hold.
             charged = min(fare, journey.held_fen, self.cap_room(tap.card, tap.time_ms))
+            if not journey.lock_token:  # nothing was held: the daily cap
+                del self.journeys[tap.card]
+                decisions[i] = Decision(tap.tap_id, Outcome.CLOSED, 0)
+                return
             request = holds.capture(
                 journey.lock_token, tap.card, charged, False, now_ms, tap.tap_id[:16]
             )
