@@ -192,7 +192,13 @@ def journey(w: World, wallet: int, entry: str, exit: str, t_in: int, t_out: int)
 
 @pytest.mark.parametrize(
     ("exit", "fare"),
-    [("Xiaoshizi", 300), ("Daping", 400), ("Shapingba", 500), ("Chenjiaqiao", 600), ("Bishan", 700)],
+    [
+        ("Xiaoshizi", 300),
+        ("Daping", 400),
+        ("Shapingba", 500),
+        ("Chenjiaqiao", 600),
+        ("Bishan", 700),
+    ],
 )
 def test_tap_in_tap_out_charges_the_distance_fare(exit: str, fare: int) -> None:
     w = make_world({2001: 5_000})
@@ -270,13 +276,22 @@ def test_hold_races_a_payment_from_the_same_wallet() -> None:
     # Hold first: a payment built before it, spending the same token, is refused.
     payment, _ = w.ledger.build_payments(w.keys, [2001], [3000], [1_500], T0)
     assert w.gate("Chaotianmen").tap(w.card(2001), Direction.IN, T0).outcome == Outcome.OPEN
-    status = w.ledger.settle(payment, T0).statuses[0]
-    assert status == tb.Status.INPUT_LOCKED
+    assert w.ledger.settle(payment, T0).statuses[0] == tb.Status.INPUT_SPENT
+    # The locked token itself cannot be spent by a payment; the free change can.
+    (lock,) = w.ledger.locks(2001)
+    grab = tb.transfer(w.keys, [lock.token], [(3000, lock.amount_fen)], [2001], T0)
+    assert w.ledger.settle([grab], T0).statuses[0] == tb.Status.INPUT_LOCKED
+    with pytest.raises(tb.InsufficientFunds):
+        w.ledger.build_payments(w.keys, [2001], [3000], [1_500], T0)
     assert w.balance(2001) == 1_500 and w.held(2001) == NET.max_fare_fen
+    assert w.ledger.pay(w.keys, 2001, 3000, 500, T0).ok
+    _, d_out = journey(w, 2001, "Chaotianmen", "Daping", T0, T0 + 20 * MIN)
+    assert d_out.outcome == Outcome.CLOSED and w.balance(2001) == 1_000 - 400
     # Payment first: the hold cannot be placed, the gate stays shut.
-    payment, _ = w.ledger.build_payments(w.keys, [2002], [3000], [1_000], T0)
-    assert w.ledger.settle(payment, T0).ok
-    d = w.gate("Chaotianmen").tap(w.card(2002), Direction.IN, T0 + 1)
+    t1 = T0 + 30 * MIN
+    payment, _ = w.ledger.build_payments(w.keys, [2002], [3000], [1_000], t1)
+    assert w.ledger.settle(payment, t1).ok
+    d = w.gate("Chaotianmen").tap(w.card(2002), Direction.IN, t1 + 1)
     assert d.outcome == Outcome.REFUSED_FUNDS
     assert w.balance(2002) == 500 and w.held(2002) == 0
     w.check_supply(ISSUED)

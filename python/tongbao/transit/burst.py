@@ -285,26 +285,26 @@ def _setup(
     assert ledger.settle([tb.issue(keys, CENTRAL_BANK, [(OPERATOR, total)], t)], t).ok
     step = tb.BATCH_TX_COUNT_MAX // 16
     for lo in range(0, len(ids), step):
-        chunk = ids[lo : lo + step]
+        payees = ids[lo : lo + step]
         txs, _ = ledger.build_payments(
-            keys, [OPERATOR] * len(chunk), chunk, [RIDER_FUNDS_FEN] * len(chunk), t
+            keys, [OPERATOR] * len(payees), payees, [RIDER_FUNDS_FEN] * len(payees), t
         )
         assert ledger.settle(txs, t).ok
     engine = TransitEngine(ledger, keys, network, OPERATOR, verify_threads=config.threads or 0)
     engine.register_cards(ids)
     statuses = engine.grant_allowances(ids, ALLOWANCE_FEN, t)
-    assert all(s == tb.Status.OK for s in statuses)
+    assert all(code == tb.Status.OK for code in statuses)
     for card in plan.cards:
         card.allowance_left_fen = ALLOWANCE_FEN
     # Warm-up entries, in time order, a batch per 2,048.
     for lo in range(0, len(plan.entries), 2_048):
         chunk = plan.entries[lo : lo + 2_048]
-        taps = [plan.cards[i].tap(0, st, Direction.IN, ms) for i, st, ms in chunk]
-        now = max(ms for _, _, ms in chunk)
-        decisions = engine.process(taps, max(now, ledger.last_timestamp_ms))
-        for (i, _, _), tap, decision in zip(chunk, taps, decisions, strict=True):
+        warm = [plan.cards[c].tap(0, st, Direction.IN, ms) for c, st, ms in chunk]
+        latest = max(ms for _, _, ms in chunk)
+        decided = engine.process(warm, max(latest, ledger.last_timestamp_ms))
+        for (c, _, _), tap, decision in zip(chunk, warm, decided, strict=True):
             assert decision.outcome == Outcome.OPEN, decision
-            apply_decision(plan.cards[i], tap, decision)
+            apply_decision(plan.cards[c], tap, decision)
     return ledger, keys, engine
 
 
@@ -358,9 +358,9 @@ def run_burst(config: BurstConfig, on_progress: Callable[[str], None] | None = N
             if online[i]:
                 pending.append(i)
             else:
-                g = gates[int(plan.tap_gate[i])]
+                gate = gates[int(plan.tap_gate[i])]
                 started = time.perf_counter()
-                local = g.tap(
+                local = gate.tap(
                     plan.cards[int(plan.tap_card[i])],
                     Direction(int(plan.tap_direction[i])),
                     START_MS + int(arrivals[i] * 1000),

@@ -259,12 +259,12 @@ class TransitEngine:
         known = [i for i, t in enumerate(taps) if t.card in self._cards]
         ok = [False] * len(taps)
         if known and self._verifier is not None:
-            flags = self._verifier.verify(
+            valid = self._verifier.verify(
                 [self._cards[taps[i].card] for i in known],
                 [taps[i].message() for i in known],
                 [taps[i].signature for i in known],
             )
-            for i, flag in zip(known, flags, strict=True):
+            for i, flag in zip(known, valid, strict=True):
                 ok[i] = bool(flag)
         return ok
 
@@ -349,7 +349,7 @@ class TransitEngine:
                 self._tap_out(i, tap, offline, now_ms, decisions, capture_requests)
 
         # Build: captures and releases (operator-signed, one signing call), then locks (one
-        # build call, tokens picked by the core).
+        # signing call, each from the rider's free tokens).
         built_captures = holds.sign_captures(
             self.keyring, self.operator, [c for _, c, _, _ in capture_requests]
         )
@@ -370,12 +370,12 @@ class TransitEngine:
             [taps[i].tap_id[:16] for i, _, _ in lock_requests],
         )
         lock_tx_at: dict[int, int] = {}
-        for (i, _, _), tx in zip(lock_requests, lock_txs, strict=True):
-            if tx is None:
+        for (i, _, _), lock_tx in zip(lock_requests, lock_txs, strict=True):
+            if lock_tx is None:
                 decisions[i] = Decision(taps[i].tap_id, Outcome.REFUSED_FUNDS)
                 continue
             lock_tx_at[i] = len(txs)
-            txs.append(tx)
+            txs.append(lock_tx)
             tx_owner.append(i)
 
         statuses: list[int] = []
@@ -406,15 +406,19 @@ class TransitEngine:
                 first = decisions[int(extra)]  # type: ignore[call-overload]
                 assert first is not None
                 decisions[i] = dataclasses.replace(first, repeat=True, statuses=())
+        owned: dict[int, list[int]] = {}
+        for k, owner in enumerate(tx_owner):
+            owned.setdefault(owner, []).append(k)
         result: list[Decision] = []
-        for i, decision in enumerate(decisions):
-            assert decision is not None, "every tap gets a decision"
+        for i, maybe in enumerate(decisions):
+            assert maybe is not None, "every tap gets a decision"
+            decision = maybe
             if i in repeat_of and decision.repeat:
-                own = tuple(s for s, o in zip(statuses, tx_owner, strict=True) if o == i)
+                own = tuple(statuses[k] for k in owned.get(i, ()))
                 decision = dataclasses.replace(decision, statuses=own)
                 stats.repeats += 1
             else:
-                own_txs = [t for t, o in zip(txs, tx_owner, strict=True) if o == i]
+                own_txs = [txs[k] for k in owned.get(i, ())]
                 self._decided[decision.tap_id] = (decision, own_txs, taps[i].time_ms)
             stats.outcomes[decision.outcome] = stats.outcomes.get(decision.outcome, 0) + 1
             result.append(decision)
@@ -474,9 +478,9 @@ class TransitEngine:
         ):
             # Charged the maximum fare at the deadline, by the core: nothing more now.
             del self.lapsed[tap.card]
-            flags = Flag.LATE if offline else Flag.NONE
+            late = Flag.LATE if offline else Flag.NONE
             decisions[i] = Decision(
-                tap.tap_id, Outcome.EXPIRED_JOURNEY, lapsed.held_fen, flags=int(flags)
+                tap.tap_id, Outcome.EXPIRED_JOURNEY, lapsed.held_fen, flags=int(late)
             )
             return
         journey = self.journeys.get(tap.card)
@@ -589,7 +593,8 @@ class TransitEngine:
                     f"capture of card {tap.card}'s hold failed: {tb.Status(status).name}"
                 )
             return
-        fare, rest, flags = extra  # type: ignore[misc]
+        assert isinstance(extra, tuple)
+        fare, rest, flags = (int(x) for x in extra)
         if status != tb.Status.OK:
             raise tb.InvariantViolation(
                 f"capture of card {tap.card}'s allowance failed: {tb.Status(status).name}"

@@ -1,6 +1,7 @@
 """Transit's use of the core's locks (``docs/locks.md``): batch-shaped helpers, nothing more.
 
-The engine builds every LOCK of a batch of taps in one call (tokens picked by the core), and
+The engine builds every LOCK of a batch of taps with one signing call (tokens picked here from
+the wallet's free tokens: the core has no lock builder yet), and
 every CAPTURE unsigned first (its id, and so the id of the rest it keeps locked, is known
 before signing: signatures are not part of the id), then signs them all in one call.
 """
@@ -49,12 +50,15 @@ def capture(
 ) -> Capture:
     """An unsigned capture of ``amount_fen`` from ``lock_token`` (a release when 0)."""
     expiry = timestamp_ms + TX_VALIDITY_MS
-    if amount_fen == 0:
-        body = tb.locks.encode_release(lock_token, payer, timestamp_ms, expiry, reference)
-    else:
-        body = tb.locks.encode_capture(
-            lock_token, payer, amount_fen, keep_rest_locked, timestamp_ms, expiry, reference
-        )
+    body = _core.encode_lock_use(
+        lock_token,
+        payer,
+        amount_fen if amount_fen else None,
+        keep_rest_locked,
+        timestamp_ms,
+        expiry,
+        reference,
+    )
     return Capture(body, lock_token, payer, amount_fen, keep_rest_locked)
 
 
@@ -65,6 +69,20 @@ def sign_captures(
     if not captures:
         return []
     return keyring.sign([c.body for c in captures], [[releaser]] * len(captures))
+
+
+def _pick(tokens: list[tuple[bytes, int]], amount_fen: int) -> list[tuple[bytes, int]] | None:
+    """The smallest single token that covers the amount, else the largest first."""
+    single = [t for t in tokens if t[1] >= amount_fen]
+    if single:
+        return [min(single, key=lambda t: t[1])]
+    picked, total = [], 0
+    for token in sorted(tokens, key=lambda t: -t[1]):
+        picked.append(token)
+        total += token[1]
+        if total >= amount_fen:
+            return picked[: tb.INPUTS_MAX]
+    return None
 
 
 def build_locks(
@@ -78,28 +96,44 @@ def build_locks(
     timestamp_ms: int,
     references: Sequence[bytes],
 ) -> list[bytes | None]:
-    """One signed LOCK per payer (the operator both beneficiary and releaser), tokens picked
-    by the core, or None where the payer cannot fund it. One call."""
+    """One signed LOCK per payer (``beneficiary`` both beneficiary and releaser) from the
+    payer's free tokens, change back to the payer, or None where the free tokens do not cover
+    it. Signed in one call. A payer listed twice never gets the same token twice."""
     if not payers:
         return []
-    txs, skipped = ledger.build_locks(
-        keyring,
-        payers=list(payers),
-        amounts_fen=list(amounts_fen),
-        beneficiary=beneficiary,
-        releaser=beneficiary,
-        deadlines_ms=list(deadlines_ms),
-        deadline_captures_fen=list(deadline_captures_fen),
-        timestamp_ms=timestamp_ms,
-        expiry_ms=timestamp_ms + TX_VALIDITY_MS,
-        reference=list(references),
-        skip_insufficient=True,
-    )
-    out: list[bytes | None] = []
-    skip = set(skipped)
-    built = iter(txs)
-    for i in range(len(payers)):
-        out.append(None if i in skip else next(built))
+    expiry = timestamp_ms + TX_VALIDITY_MS
+    used: set[bytes] = set()
+    bodies: list[bytes | None] = []
+    for payer, amount, deadline, on_deadline, reference in zip(
+        payers, amounts_fen, deadlines_ms, deadline_captures_fen, references, strict=True
+    ):
+        locked = {info.token for info in ledger.locks(payer)}
+        free = [t for t in ledger.unspent(payer) if t[0] not in locked and t[0] not in used]
+        picked = _pick(free, amount)
+        if picked is None:
+            bodies.append(None)
+            continue
+        used.update(t for t, _ in picked)
+        change = sum(v for _, v in picked) - amount
+        outputs = [(payer, amount)] + ([(payer, change)] if change else [])
+        bodies.append(
+            _core.encode_lock(
+                [t for t, _ in picked],
+                outputs,
+                beneficiary,
+                beneficiary,
+                deadline,
+                on_deadline,
+                timestamp_ms,
+                expiry,
+                reference,
+            )
+        )
+    built = [(i, b) for i, b in enumerate(bodies) if b is not None]
+    signed = keyring.sign([b for _, b in built], [[payers[i]] for i, _ in built])
+    out: list[bytes | None] = [None] * len(payers)
+    for (i, _), tx in zip(built, signed, strict=True):
+        out[i] = tx
     return out
 
 

@@ -19,6 +19,7 @@ False
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import struct
 from dataclasses import dataclass, field, replace
@@ -76,7 +77,7 @@ class Tap:
             self.allowance_left_fen,
         )
 
-    @property
+    @functools.cached_property
     def tap_id(self) -> bytes:
         """SHA-256 of the signed bytes: the identity of this tap."""
         return hashlib.sha256(self.message()).digest()
