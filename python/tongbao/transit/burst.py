@@ -31,6 +31,7 @@ True
 
 from __future__ import annotations
 
+import gc
 import math
 import time
 from collections import deque
@@ -339,6 +340,10 @@ def run_burst(config: BurstConfig, on_progress: Callable[[str], None] | None = N
             ms,
         )
     setup_s = time.perf_counter() - setup_started
+    # What setup made lives to the end: keep the collector from rescanning it mid-window (a
+    # full collection over 50,000 cards' objects is a pause of tens of ms).
+    gc.collect()
+    gc.freeze()
     holds_start = engine.holds_outstanding
     say(f"replaying {n:,} taps over {config.duration_s:g} s")
 
@@ -395,6 +400,7 @@ def run_burst(config: BurstConfig, on_progress: Callable[[str], None] | None = N
         if delay > 0:
             time.sleep(min(delay, 0.05))
     wall_s = time.perf_counter() - t0
+    gc.unfreeze()
 
     # Reconcile the offline gates, twice: the second must charge nothing.
     say("reconciling offline gates")

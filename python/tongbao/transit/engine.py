@@ -23,6 +23,7 @@ same :meth:`TransitEngine.process` later (``offline=True``): reconciliation. The
 from __future__ import annotations
 
 import dataclasses
+import heapq
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
@@ -41,6 +42,8 @@ REPEAT_WINDOW_MS = 120_000
 #: How long decided taps are remembered; an older tap is refused as stale (``REFUSED_BAD_TAP``),
 #: so a repeat is never judged afresh. Two days, the validity of the engine's transactions.
 DECIDED_MEMORY_MS = holds.TX_VALIDITY_MS
+#: How often (ledger time) decided taps older than :data:`DECIDED_MEMORY_MS` are forgotten.
+PRUNE_EVERY_MS = 3_600_000
 #: Most taps in one :meth:`TransitEngine.process` call.
 TAPS_PER_CALL_MAX = 65_536
 #: Shanghai is UTC+8 all year: calendar days for the daily cap.
@@ -196,6 +199,9 @@ class TransitEngine:
         self._decided: dict[bytes, tuple[Decision, list[bytes], int]] = {}
         self._charged: dict[tuple[int, int], int] = {}
         self._lapsed_until_ms = 0
+        self._pruned_at_ms = 0
+        #: (deadline, card, tap id) of every journey opened, the earliest first.
+        self._deadlines: list[tuple[int, int, bytes]] = []
 
     # -- cards ---------------------------------------------------------------------------------
 
@@ -279,19 +285,28 @@ class TransitEngine:
         key = (card, shanghai_day(time_ms))
         self._charged[key] = self._charged.get(key, 0) + amount_fen
 
+    def _open(self, card: int, journey: Journey) -> None:
+        self.journeys[card] = journey
+        heapq.heappush(self._deadlines, (journey.deadline_ms, card, journey.tap_id))
+
     def _lapse(self, now_ms: int) -> None:
         """Forget journeys whose deadline passed: the core applies their deadline capture in the
         next batch (the one about to settle, at the latest); count it against the daily cap."""
         if now_ms <= self._lapsed_until_ms:
             return
         self._lapsed_until_ms = now_ms
-        for card in [c for c, j in self.journeys.items() if j.deadline_ms < now_ms]:
-            journey = self.journeys.pop(card)
+        while self._deadlines and self._deadlines[0][0] < now_ms:
+            _, card, tap_id = heapq.heappop(self._deadlines)
+            journey = self.journeys.get(card)
+            if journey is None or journey.tap_id != tap_id:
+                continue  # closed already
+            del self.journeys[card]
             self._charge(card, journey.entry_ms, journey.held_fen)
             self.stats.expired_journeys += 1
             self.stats.max_fares_charged_fen += journey.held_fen
             self.lapsed[card] = journey
-        if len(self._decided) > TAPS_PER_CALL_MAX:
+        if now_ms - self._pruned_at_ms >= PRUNE_EVERY_MS:
+            self._pruned_at_ms = now_ms
             horizon = now_ms - DECIDED_MEMORY_MS
             self._decided = {k: v for k, v in self._decided.items() if v[2] >= horizon}
 
@@ -390,8 +405,9 @@ class TransitEngine:
             status = statuses[lock_tx_at[i]]
             tx = txs[lock_tx_at[i]]
             if status == tb.Status.OK:
-                self.journeys[tap.card] = Journey(
-                    holds.lock_token_id(tx), tap.station, tap.time_ms, amount, deadline, tap.tap_id
+                lock = holds.lock_token_id(tx)
+                self._open(
+                    tap.card, Journey(lock, tap.station, tap.time_ms, amount, deadline, tap.tap_id)
                 )
                 stats.holds_placed += 1
                 decisions[i] = Decision(tap.tap_id, Outcome.OPEN, 0, (status,))
@@ -454,9 +470,7 @@ class TransitEngine:
         amount = min(self.network.max_fare_fen, self.cap_room(tap.card, tap.time_ms))
         deadline = tap.time_ms + self.network.time_limit_ms
         if amount == 0:  # the daily cap is reached: a journey with nothing held
-            self.journeys[tap.card] = Journey(
-                b"", tap.station, tap.time_ms, 0, deadline, tap.tap_id
-            )
+            self._open(tap.card, Journey(b"", tap.station, tap.time_ms, 0, deadline, tap.tap_id))
             decisions[i] = Decision(tap.tap_id, Outcome.OPEN)
             return
         lock_requests.append((i, amount, deadline))
