@@ -297,6 +297,26 @@ def test_hold_races_a_payment_from_the_same_wallet() -> None:
     w.check_supply(ISSUED)
 
 
+def test_a_gate_controller_restarted_mid_burst_resends_and_nothing_is_charged_twice() -> None:
+    """The controller sent a batch, the engine settled it, the answer was lost (the controller
+    was killed): on restart it resends every unanswered tap with new ones; the settled ones are
+    repeats (the ledger says ALREADY_SETTLED), the new ones are decided once."""
+    wallets = list(range(2001, 2011))
+    w = make_world(dict.fromkeys(wallets, 5_000))
+    gate = w.gate("Chaotianmen")
+    first = [w.card(x).tap(gate.gate_id, gate.station, Direction.IN, T0) for x in wallets[:6]]
+    lost = w.engine.process(first, T0)  # decided, but the answers never reached the gates
+    assert all(d.outcome == Outcome.OPEN for d in lost)
+    later = [w.card(x).tap(gate.gate_id, gate.station, Direction.IN, T0 + 5) for x in wallets[6:]]
+    answers = w.engine.process(first + later, T0 + 1_000)
+    assert [d.repeat for d in answers] == [True] * 6 + [False] * 4
+    assert {d.statuses for d in answers[:6]} == {(tb.Status.ALREADY_SETTLED,)}
+    assert all(d.outcome == Outcome.OPEN for d in answers)
+    assert [w.held(x) for x in wallets] == [NET.max_fare_fen] * 10
+    assert w.engine.stats.holds_placed == 10
+    w.check_supply(ISSUED)
+
+
 def test_bad_signature_and_unknown_card_are_refused() -> None:
     w = make_world({2001: 5_000})
     card = w.card(2001)
