@@ -595,7 +595,7 @@ class TransitEngine:
                 self._charge(tap.card, tap.time_ms, request.amount_fen)
                 self.stats.fares_charged_fen += request.amount_fen
                 decisions[i] = Decision(tap.tap_id, Outcome.CLOSED, request.amount_fen, (status,))
-            elif status == holds.DEADLINE_PASSED:
+            elif status == tb.Status.LOCK_DEADLINE_PASSED:
                 self._charge(tap.card, journey.entry_ms, journey.held_fen)
                 self.stats.expired_journeys += 1
                 self.stats.max_fares_charged_fen += journey.held_fen
