@@ -17,6 +17,12 @@ close) is decoded by the model's own decoder and checked in the order of docs/st
 ("Wallet administration"): one signer, who must be the wallet's operator (the central bank for
 operator and central-bank wallets); signatures count only for wallets registered before the
 batch began (``signer_ids``).
+
+Locks (format version 3, kinds 9-11: lock, capture, release; ``docs/locks.md``) are decoded by
+the model's decoder and checked in the order of docs/status-codes.md ("Locks"). The locked
+token stays in ``unspent`` (the payer's); its terms are in ``locks``. The deadline action runs
+in ``begin_batch``, for every lock whose deadline is before the batch timestamp, earliest
+deadline first, ties by token id.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 FORMAT_VERSION = 1
 ADMIN_FORMAT_VERSION = 2  # wallet administration, kinds 4-8
+LOCK_FORMAT_VERSION = 3  # locks, kinds 9-11
 INPUTS_MAX = 256
 OUTPUTS_MAX = 1024
 REFERENCE_LEN_MAX = 140
@@ -64,6 +71,10 @@ TX_BYTES_MAX = (
 ISSUE, TRANSFER, REDEEM = 1, 2, 3
 K_REGISTER, K_SET_CLASS, K_FREEZE, K_UNFREEZE, K_CLOSE = 4, 5, 6, 7, 8
 ADMIN_KINDS = (K_REGISTER, K_SET_CLASS, K_FREEZE, K_UNFREEZE, K_CLOSE)
+K_LOCK, K_CAPTURE, K_RELEASE = 9, 10, 11
+LOCK_KINDS = (K_LOCK, K_CAPTURE, K_RELEASE)
+LAPSE_INDEX_FLAG = 0x2000
+LAPSED_MEMORY_MS = 7 * 24 * 3600 * 1000 + 5 * 60 * 1000
 KEY_LENGTHS = {1: (32,), 2: (33, 65)}  # Ed25519; SM2 compressed or uncompressed SEC1
 
 # Wallet kinds (ledger.rs WalletKind) and signature schemes (crypto.rs Scheme).
@@ -101,6 +112,12 @@ class S(IntEnum):
     WALLET_EXISTS = 22
     INVALID_WALLET = 23
     BALANCE_NOT_ZERO = 24
+    # docs/locks.md
+    INPUT_LOCKED = 25
+    NOT_LOCKED = 26
+    CAPTURE_EXCEEDS_LOCK = 27
+    LOCK_DEADLINE_PASSED = 28
+    NOT_RELEASER = 29
 
 
 RULE_STATUSES = frozenset(range(S.WALLET_FROZEN, S.LIMIT_BALANCE + 1))
@@ -142,6 +159,12 @@ class Tx:
     wallet: int = 0
     registration: tuple[int, int, int, int, int, int, bool, int, bytes] | None = None
     new_class: int = 0
+    # Locks (kinds 9-11): the terms of a lock (beneficiary, releaser, deadline_ms,
+    # deadline_capture_fen); the payer a capture or release names; a capture's amount and flag.
+    terms: tuple[int, int, int, int] | None = None
+    payer: int = 0
+    amount_fen: int = 0
+    keep_rest_locked: bool = False
 
     @property
     def signers(self) -> list[int]:
@@ -191,12 +214,19 @@ def decode(data: bytes) -> Tx:
         raise DecodeError("transaction", 0, "too long")
     r = _Reader(data)
     version = r.u8("version")
-    if version not in (FORMAT_VERSION, ADMIN_FORMAT_VERSION):
+    if version not in (FORMAT_VERSION, ADMIN_FORMAT_VERSION, LOCK_FORMAT_VERSION):
         raise DecodeError("version", 0, "unsupported version")
     kind = r.u8("kind")
-    if kind not in (ISSUE, TRANSFER, REDEEM, *ADMIN_KINDS):
+    if kind not in (ISSUE, TRANSFER, REDEEM, *ADMIN_KINDS, *LOCK_KINDS):
         raise DecodeError("kind", 1, "unknown kind")
-    if (version == ADMIN_FORMAT_VERSION) != (kind in ADMIN_KINDS):
+    expected = (
+        ADMIN_FORMAT_VERSION
+        if kind in ADMIN_KINDS
+        else LOCK_FORMAT_VERSION
+        if kind in LOCK_KINDS
+        else FORMAT_VERSION
+    )
+    if version != expected:
         raise DecodeError("kind", 1, "kind not of this format version")
     timestamp_ms = r.u64("timestamp_ms")
     expiry_pos = r.pos
@@ -207,6 +237,8 @@ def decode(data: bytes) -> Tx:
         raise DecodeError("expiry_ms", expiry_pos, "validity window too long")
     if kind in ADMIN_KINDS:
         return _decode_admin(data, r, kind, timestamp_ms, expiry_ms)
+    if kind in (K_CAPTURE, K_RELEASE):
+        return _decode_lock_use(data, r, kind, timestamp_ms, expiry_ms)
 
     n_pos = r.pos
     n_inputs = r.u16("n_inputs")
@@ -227,6 +259,18 @@ def decode(data: bytes) -> Tx:
             raise DecodeError("outputs.condition", tag_pos, "unknown condition tag")
         outputs.append((owner, amount))
 
+    terms = None
+    if kind == K_LOCK:
+        terms_pos = r.pos
+        terms = (
+            r.u64("lock.beneficiary"),
+            r.u64("lock.releaser"),
+            r.u64("lock.deadline_ms"),
+            r.u64("lock.deadline_capture_fen"),
+        )
+        if outputs and terms[3] > outputs[0][1]:
+            raise DecodeError("lock.deadline_capture_fen", terms_pos + 24, "more than locked")
+
     reference_len = r.u8("reference_len")
     if reference_len > REFERENCE_LEN_MAX:
         raise DecodeError("reference_len", r.pos - 1, "reference too long")
@@ -238,9 +282,9 @@ def decode(data: bytes) -> Tx:
     # The shape of each kind.
     if kind == ISSUE and n_inputs != 0:
         raise DecodeError("n_inputs", HEADER_LEN, "an issue has no inputs")
-    if kind in (TRANSFER, REDEEM) and n_inputs == 0:
+    if kind in (TRANSFER, REDEEM, K_LOCK) and n_inputs == 0:
         raise DecodeError("n_inputs", HEADER_LEN, "needs an input")
-    if kind in (ISSUE, TRANSFER) and n_outputs == 0:
+    if kind in (ISSUE, TRANSFER, K_LOCK) and n_outputs == 0:
         raise DecodeError("n_outputs", HEADER_LEN + 2 + 32 * n_inputs, "needs an output")
 
     return Tx(
@@ -253,6 +297,45 @@ def decode(data: bytes) -> Tx:
         signatures=tuple(signatures),
         id=tx_id_of_body(body),
         body=body,
+        terms=terms,
+    )
+
+
+def _decode_lock_use(data: bytes, r: _Reader, kind: int, timestamp_ms: int, expiry_ms: int) -> Tx:
+    """The rest of a capture (kind 10) or release (kind 11): lock token, payer, and for a
+    capture the amount (at least 1 fen) and the flags (0 or 1)."""
+    token = r.take(32, "lock.token")
+    payer = r.u64("lock.payer")
+    amount = 0
+    keep = False
+    if kind == K_CAPTURE:
+        amount_pos = r.pos
+        amount = r.u64("capture.amount_fen")
+        if amount == 0:
+            raise DecodeError("capture.amount_fen", amount_pos, "a capture takes at least 1 fen")
+        flags = r.u8("capture.flags")
+        if flags > 1:
+            raise DecodeError("capture.flags", r.pos - 1, "unknown capture flags")
+        keep = flags == 1
+    reference_len = r.u8("reference_len")
+    if reference_len > REFERENCE_LEN_MAX:
+        raise DecodeError("reference_len", r.pos - 1, "reference too long")
+    reference = r.take(reference_len, "reference")
+    body = data[: r.pos]
+    signatures = _signatures(data, r)
+    return Tx(
+        kind=kind,
+        timestamp_ms=timestamp_ms,
+        expiry_ms=expiry_ms,
+        inputs=(token,),
+        outputs=(),
+        reference=reference,
+        signatures=tuple(signatures),
+        id=tx_id_of_body(body),
+        body=body,
+        payer=payer,
+        amount_fen=amount,
+        keep_rest_locked=keep,
     )
 
 
@@ -432,6 +515,10 @@ class Model:
     # (the core verifies signatures before applying the batch, so a wallet opened by a
     # registration in a batch can receive in it but signs from the next batch on).
     signer_ids: set[int] = field(default_factory=set)
+    # Locks: locked token -> (payer, beneficiary, releaser, deadline_ms, deadline_capture_fen);
+    # the token itself stays in ``unspent``. Lapsed lock tokens -> until when remembered.
+    locks: dict[bytes, tuple[int, int, int, int, int]] = field(default_factory=dict)
+    lapsed: dict[bytes, int] = field(default_factory=dict)
 
     # -- wallets ---------------------------------------------------------------------------
 
@@ -584,7 +671,17 @@ class Model:
             h.update(tid)
             h.update(owner.to_bytes(8, "little"))
             h.update(value.to_bytes(8, "little"))
+        if self.locks:
+            h.update(b"locks")
+            for tid in sorted(self.locks):
+                h.update(tid)
+                for v in self.locks[tid]:
+                    h.update(v.to_bytes(8, "little"))
         return h.digest()
+
+    def held(self, wallet_id: int) -> int:
+        """Value locked on the wallet's tokens."""
+        return sum(self.unspent[t][1] for t, lk in self.locks.items() if lk[0] == wallet_id)
 
     # -- settlement ------------------------------------------------------------------------
 
@@ -601,7 +698,72 @@ class Model:
         # Forget what expired: a marker lives while now <= the spender's expiry.
         self.spent = {t: e for t, e in self.spent.items() if not now_ms > e}
         self.settled = {t: e for t, e in self.settled.items() if not now_ms > e}
+        self.lapsed = {t: e for t, e in self.lapsed.items() if not now_ms > e}
         self.last_totals = BatchTotals()
+        self.lapse_locks(now_ms)
+
+    def lapse_locks(self, now_ms: int) -> None:
+        """The deadline action of every lock whose deadline is before ``now_ms`` (earliest
+        first, ties by token id): the beneficiary gets the deadline capture where it can take it
+        (a closed wallet or a refused balance cap sends it back to the payer; over the cap with
+        the sweep policy, the excess goes to its operator), the payer gets the rest. The payer's
+        outflow counts in its counters (not checked)."""
+        due = sorted((lk[3], t) for t, lk in self.locks.items() if lk[3] < now_ms)
+        for _, token in due:
+            payer, beneficiary, _, _, dcap = self.locks.pop(token)
+            _, value = self.unspent.pop(token)
+            self.lapsed[token] = now_ms + LAPSED_MEMORY_MS
+            to_b = min(dcap, value)
+            to_p = value - to_b
+            if to_b:
+                if self._place_lapse(token, beneficiary, to_b):
+                    if beneficiary != payer:
+                        counted = {payer: to_b}
+                        parent = self.wallets[payer].parent
+                        if parent:
+                            counted[parent] = to_b
+                        self._count(counted, now_ms)
+                else:
+                    to_p = value
+            if to_p:
+                self.unspent[token_id(token, LAPSE_INDEX_FLAG | 1)] = (payer, to_p)
+
+    def _place_lapse(self, token: bytes, beneficiary: int, amount: int) -> bool:
+        w = self.wallets[beneficiary]
+        if w.status == CLOSED:
+            return False
+        credit, swept = amount, 0
+        cap = self.caps(beneficiary)[0]
+        if cap is not None:
+            before = self.balance(beneficiary)
+            excess = max(0, before + amount - max(cap, before))
+            if excess:
+                operator = self.wallets.get(w.operator) if w.operator else None
+                if (
+                    self.over_balance_cap != SWEEP
+                    or not w.linked_account
+                    or operator is None
+                    or operator.status == CLOSED
+                ):
+                    return False
+                credit, swept = amount - excess, excess
+        if credit:
+            self.unspent[token_id(token, LAPSE_INDEX_FLAG)] = (beneficiary, credit)
+        if swept:
+            tid = token_id(token, LAPSE_INDEX_FLAG | SWEEP_INDEX_FLAG)
+            self.unspent[tid] = (w.operator, swept)
+        return True
+
+    def _count(self, counted: dict[int, int], now_ms: int) -> None:
+        day, year = shanghai_day_year(now_ms)
+        for w, outflow in counted.items():
+            d, d_out, y, y_out = self.counters.get(w, (0, 0, 0, 0))
+            self.counters[w] = (
+                day,
+                (d_out if d == day else 0) + outflow,
+                year,
+                (y_out if y == year else 0) + outflow,
+            )
 
     def settle_one(self, raw: bytes, now_ms: int) -> int:
         """Settle the next transaction of the batch begun at ``now_ms``; returns its status."""
@@ -619,6 +781,8 @@ class Model:
             return status, tx, None
         if tx.kind in ADMIN_KINDS:
             return self.check_admin(tx), tx, None
+        if tx.kind in LOCK_KINDS:
+            return self.check_lock(tx, now)
         if tx.kind == ISSUE:
             # No limits on issues, but a frozen central bank cannot issue and a closed operator
             # cannot receive.
@@ -654,14 +818,16 @@ class Model:
             self.wallets[s].verify(tx.id, sig) for s, sig in tx.signatures
         ):
             return S.BAD_SIGNATURE, tx  # 9
-        if tx.kind in ADMIN_KINDS:
-            return S.OK, tx  # the administration checks follow (check_admin)
+        if tx.kind in ADMIN_KINDS + LOCK_KINDS:
+            return S.OK, tx  # the administration / lock checks follow
         if any(owner not in self.wallets for owner, _ in tx.outputs):
             return S.UNKNOWN_WALLET, tx  # 10
         if any(i not in self.unspent and i not in self.spent for i in tx.inputs):
             return S.UNKNOWN_INPUT, tx  # 11
         if any(i not in self.unspent for i in tx.inputs):
             return S.INPUT_SPENT, tx  # 12
+        if any(i in self.locks for i in tx.inputs):
+            return S.INPUT_LOCKED, tx  # 12b
 
         signers = set(tx.signers)
         owners = {self.unspent[i][0] for i in tx.inputs}
@@ -693,6 +859,111 @@ class Model:
         elif tx.output_sum != input_sum:
             return S.VALUE_MISMATCH, tx  # 16
         return S.OK, tx
+
+    def check_lock(self, tx: Tx, now: int) -> tuple[S, Tx | None, Plan | None]:
+        """The checks of a lock, capture or release (docs/status-codes.md, "Locks"), in order;
+        a capture's plan is the wallet rules' plan of the payment it makes."""
+        signers = tx.signers
+        if tx.kind == K_LOCK:
+            assert tx.terms is not None
+            beneficiary, releaser, _, _ = tx.terms
+            if any(o not in self.wallets for o, _ in tx.outputs) or not (
+                beneficiary in self.wallets and releaser in self.wallets
+            ):
+                return S.UNKNOWN_WALLET, tx, None
+            if any(i not in self.unspent and i not in self.spent for i in tx.inputs):
+                return S.UNKNOWN_INPUT, tx, None
+            if any(i not in self.unspent for i in tx.inputs):
+                return S.INPUT_SPENT, tx, None
+            if any(i in self.locks for i in tx.inputs):
+                return S.INPUT_LOCKED, tx, None
+            owners = {self.unspent[i][0] for i in tx.inputs}
+            if not owners <= set(signers):
+                return S.MISSING_SIGNATURE, tx, None
+            if len(signers) != 1:
+                return S.UNEXPECTED_SIGNER, tx, None
+            payer = signers[0]
+            if any(o != payer for o, _ in tx.outputs):
+                return S.NOT_AUTHORIZED, tx, None
+            if tx.output_sum != sum(self.unspent[i][1] for i in tx.inputs):
+                return S.VALUE_MISMATCH, tx, None
+            if self.wallets[payer].status == FROZEN:
+                return S.WALLET_FROZEN, tx, None
+            if self.wallets[beneficiary].status == CLOSED:
+                return S.WALLET_CLOSED, tx, None
+            return S.OK, tx, None
+        (token,) = tx.inputs
+        if token not in self.unspent:
+            if token in self.spent:
+                return S.INPUT_SPENT, tx, None
+            if token in self.lapsed:
+                return S.LOCK_DEADLINE_PASSED, tx, None
+            return S.UNKNOWN_INPUT, tx, None
+        lock = self.locks.get(token)
+        if lock is None or lock[0] != tx.payer:
+            return S.NOT_LOCKED, tx, None
+        payer, beneficiary, releaser, deadline, _ = lock
+        if not signers:
+            return S.MISSING_SIGNATURE, tx, None
+        if len(signers) > 1:
+            return S.UNEXPECTED_SIGNER, tx, None
+        allowed = (releaser,) if tx.kind == K_CAPTURE else (releaser, beneficiary)
+        if signers[0] not in allowed:
+            return S.NOT_RELEASER, tx, None
+        if now > deadline:
+            return S.LOCK_DEADLINE_PASSED, tx, None
+        if tx.kind == K_RELEASE:
+            return S.OK, tx, None
+        value = self.unspent[token][1]
+        if tx.amount_fen > value:
+            return S.CAPTURE_EXCEEDS_LOCK, tx, None
+        status, plan = self.check_rules(self._as_payment(tx), now)
+        return status, tx, plan
+
+    def _as_payment(self, tx: Tx) -> Tx:
+        """A capture as the payment it makes: the locked token to the beneficiary
+        (``amount_fen``) with the rest as change to the payer."""
+        (token,) = tx.inputs
+        payer, beneficiary = self.locks[token][:2]
+        rest = self.unspent[token][1] - tx.amount_fen
+        outputs = ((beneficiary, tx.amount_fen),) + (((payer, rest),) if rest else ())
+        return Tx(TRANSFER, 0, 0, tx.inputs, outputs, b"", (), tx.id, b"")
+
+    def apply_lock(self, tx: Tx, now_ms: int, plan: Plan | None) -> None:
+        if tx.kind == K_LOCK:
+            assert tx.terms is not None
+            payer = tx.signers[0]
+            for i in tx.inputs:
+                self.unspent.pop(i)
+                self.spent[i] = tx.expiry_ms
+            for index, (_, amount) in enumerate(tx.outputs):
+                self.unspent[token_id(tx.id, index)] = (payer, amount)
+            self.locks[token_id(tx.id, 0)] = (payer, *tx.terms)
+        else:
+            (token,) = tx.inputs
+            payer, beneficiary, releaser, deadline, dcap = self.locks.pop(token)
+            _, value = self.unspent.pop(token)
+            self.spent[token] = tx.expiry_ms
+            if tx.kind == K_RELEASE:
+                self.unspent[token_id(tx.id, 0)] = (payer, value)
+            else:
+                assert plan is not None
+                self._count(plan.counted, now_ms)
+                credit, swept = plan.credits[0]
+                if credit:
+                    self.unspent[token_id(tx.id, 0)] = (beneficiary, credit)
+                if swept:
+                    operator = self.wallets[beneficiary].operator
+                    self.unspent[token_id(tx.id, SWEEP_INDEX_FLAG)] = (operator, swept)
+                self.last_totals.swept_fen += plan.swept_fen
+                rest = value - tx.amount_fen
+                if rest:
+                    rest_id = token_id(tx.id, 1)
+                    self.unspent[rest_id] = (payer, rest)
+                    if tx.keep_rest_locked:
+                        left = max(0, dcap - tx.amount_fen)
+                        self.locks[rest_id] = (payer, beneficiary, releaser, deadline, left)
+        self.settled[tx.id] = tx.expiry_ms
 
     def check_admin(self, tx: Tx) -> S:
         """The wallet-administration checks (docs/status-codes.md), in order."""
@@ -855,6 +1126,9 @@ class Model:
     def apply(self, tx: Tx, now_ms: int, plan: Plan | None = None) -> None:
         if tx.kind in ADMIN_KINDS:
             self.apply_admin(tx)
+            return
+        if tx.kind in LOCK_KINDS:
+            self.apply_lock(tx, now_ms, plan)
             return
         input_sum = 0
         for i in tx.inputs:

@@ -378,7 +378,9 @@ class World:
         sometimes inconsistent attributes; class changes, freezes, unfreezes and closes of
         customers, operators, newcomers and unknown ids."""
         m = self.model
-        kind = self.pick([tb.Kind.REGISTER] * 3 + [k for k in tb.Kind if k > tb.Kind.REGISTER])
+        kind = self.pick(
+            [tb.Kind.REGISTER] * 3 + [k for k in tb.Kind if tb.Kind.REGISTER < k <= tb.Kind.CLOSE]
+        )
         ts = self.now - self.pick([0, 0, 1, HOUR])
         expiry = self.now + HOUR
         if kind == tb.Kind.REGISTER:

@@ -72,6 +72,7 @@ class Snapshot:
     token_count: int
     memory: tuple[tuple[bool, bool, tuple[int, int] | None], ...]  # per probed id
     limits: tb.Limits
+    locks: tuple[tb.LockInfo, ...] = ()
 
 
 def snapshot(ledger: tb.Ledger, probe: list[bytes]) -> Snapshot:
@@ -88,6 +89,7 @@ def snapshot(ledger: tb.Ledger, probe: list[bytes]) -> Snapshot:
         token_count=ledger.token_count,
         memory=tuple((ledger.is_spent(i), ledger.is_settled(i), ledger.token(i)) for i in probe),
         limits=ledger.limits,
+        locks=tuple(lk for w in WALLET_IDS for lk in ledger.locks(w)),
     )
 
 
@@ -113,6 +115,15 @@ def digest_of(snap: Snapshot, receipt_hash: bytes) -> bytes:
                 info.year_out_fen,
             )
     model.unspent = {t: (w, v) for w, tokens in snap.unspent for t, v in tokens}
+    for lk in snap.locks:
+        model.unspent[lk.token] = (lk.payer, lk.amount_fen)
+        model.locks[lk.token] = (
+            lk.payer,
+            lk.beneficiary,
+            lk.releaser,
+            lk.deadline_ms,
+            lk.deadline_capture_fen,
+        )
     model.issued_fen = snap.supply.issued_fen
     model.redeemed_fen = snap.supply.redeemed_fen
     return model.state_digest(receipt_hash)
@@ -251,7 +262,7 @@ def test_malformed(world: World) -> None:
         "empty",
         "version-only",
         "trailing-byte",
-        "version-3",
+        "payment-in-version-3",
         "payment-in-version-2",
         "issue-with-inputs",
         "transfer-without-inputs",
@@ -654,6 +665,111 @@ def test_malformed_registration_names_the_field(world: World) -> None:
     settle_rejected(world, bad, Status.MALFORMED)
 
 
+# -- locks (docs/locks.md) -----------------------------------------------------------------------
+
+LOCKED_FEN, DEADLINE_CAPTURE_FEN = 5_000, 1_000
+DEADLINE = T1 + HOUR
+
+
+def locked(world: World, at: int = T0) -> bytes:
+    """ALICE locks 5,000 fen for BOB, released by CAROL, deadline in an hour; its token."""
+    tx = world.ledger.build_lock(
+        world.keys, ALICE, LOCKED_FEN, BOB, CAROL, DEADLINE, DEADLINE_CAPTURE_FEN, at
+    )
+    assert world.ledger.settle([tx], at).ok
+    return tb.lock_token_id(tx)
+
+
+def test_input_locked(world: World) -> None:
+    token = locked(world)
+    spend = tb.transfer(world.keys, [token], [(BOB, LOCKED_FEN)], [ALICE], T1)
+    settle_rejected(world, spend, Status.INPUT_LOCKED)
+    relock = tb.lock(world.keys, ALICE, [token], LOCKED_FEN, BOB, BOB, DEADLINE, 0, T1)
+    settle_rejected(world, relock, Status.INPUT_LOCKED)
+    # The free change stays spendable, and so does the lock through a capture.
+    assert world.ledger.available_fen(ALICE) == 50_000 - LOCKED_FEN
+
+
+def test_not_locked(world: World) -> None:
+    token = locked(world)
+    (free, _) = world.ledger.unspent(ALICE)[0]
+    capture = tb.capture(world.keys, CAROL, free, ALICE, 1, False, T1)
+    settle_rejected(world, capture, Status.NOT_LOCKED)
+    wrong_payer = tb.capture(world.keys, CAROL, token, BOB, 1, False, T1)
+    settle_rejected(world, wrong_payer, Status.NOT_LOCKED)
+    settle_rejected(world, tb.release(world.keys, CAROL, free, ALICE, T1), Status.NOT_LOCKED)
+
+
+def test_capture_exceeds_lock(world: World) -> None:
+    token = locked(world)
+    over = tb.capture(world.keys, CAROL, token, ALICE, LOCKED_FEN + 1, False, T1)
+    settle_rejected(world, over, Status.CAPTURE_EXCEEDS_LOCK)
+    exact = tb.capture(world.keys, CAROL, token, ALICE, LOCKED_FEN, False, T1)
+    assert world.ledger.settle([exact], T1).ok
+    assert world.ledger.balance(BOB) == LOCKED_FEN
+
+
+def test_lock_deadline_passed(world: World) -> None:
+    token = locked(world)
+    late = tb.capture(world.keys, CAROL, token, ALICE, 1, False, DEADLINE)
+    # In the batch at the deadline the lock still holds; one ms later its deadline action ran
+    # (BOB got the deadline capture, ALICE the rest) and a capture or release is too late.
+    assert world.ledger.lock(token) is not None
+    settle_rejected(world, late, Status.LOCK_DEADLINE_PASSED, now=DEADLINE + 1)
+    assert world.ledger.balance(BOB) == DEADLINE_CAPTURE_FEN
+    release = tb.release(world.keys, BOB, token, ALICE, DEADLINE)
+    settle_rejected(world, release, Status.LOCK_DEADLINE_PASSED, now=DEADLINE + 2)
+
+
+def test_lock_deadline_passed_within_the_locking_batch(world: World) -> None:
+    lock = tb.lock(world.keys, ALICE, [world.token_of(ALICE)[0]], 50_000, BOB, CAROL, T1, 0, T1)
+    capture = tb.capture(world.keys, CAROL, tb.lock_token_id(lock), ALICE, 1, False, T1)
+    result = world.ledger.settle([lock, capture], T1 + 1)
+    assert result.statuses.tolist() == [Status.OK, Status.LOCK_DEADLINE_PASSED]
+    world.ledger.settle([], T1 + 2)  # the deadline action: all back to ALICE
+    assert (world.ledger.balance(ALICE), world.ledger.held_fen(ALICE)) == (50_000, 0)
+
+
+def test_not_releaser(world: World) -> None:
+    token = locked(world)
+    for signer in (ALICE, BOB):  # the payer, and the beneficiary (who may only release)
+        capture = tb.capture(world.keys, signer, token, ALICE, 1, False, T1)
+        settle_rejected(world, capture, Status.NOT_RELEASER)
+    settle_rejected(world, tb.release(world.keys, ALICE, token, ALICE, T1), Status.NOT_RELEASER)
+    # The beneficiary may release (give the money back).
+    assert world.ledger.settle([tb.release(world.keys, BOB, token, ALICE, T1)], T1).ok
+    assert (world.ledger.balance(ALICE), world.ledger.held_fen(ALICE)) == (50_000, 0)
+
+
+def test_lock_statuses_of_the_shared_checks(world: World) -> None:
+    token = locked(world)
+    capture = tb.capture(world.keys, CAROL, token, ALICE, 100, False, T1)
+    assert world.ledger.settle([capture], T1).ok
+    settle_rejected(world, capture, Status.ALREADY_SETTLED)
+    other = tb.capture(world.keys, CAROL, token, ALICE, 99, False, T1)
+    settle_rejected(world, other, Status.INPUT_SPENT)
+    settle_rejected(
+        world, tb.capture(world.keys, CAROL, bytes(32), ALICE, 1, False, T1), Status.UNKNOWN_INPUT
+    )
+    fresh = locked(world, at=T1)
+    body = tb.to_json(tb.capture(world.keys, CAROL, fresh, ALICE, 100, False, T1))
+    body["signatures"] = []
+    settle_rejected(world, tb.from_json(body), Status.MISSING_SIGNATURE)
+    two = tb.sign(world.keys, tb.from_json(body), [CAROL, BOB])
+    settle_rejected(world, two, Status.UNEXPECTED_SIGNER)
+    free, value = world.ledger.unspent(ALICE)[0]
+    stranger = tb.lock(world.keys, ALICE, [free], value, NOBODY, BOB, DEADLINE, 0, T1)
+    settle_rejected(world, stranger, Status.UNKNOWN_WALLET)
+    mismatch = tb.lock(world.keys, ALICE, [free], value - 1, BOB, BOB, DEADLINE, 0, T1)
+    settle_rejected(world, mismatch, Status.VALUE_MISMATCH)
+    by_bob = tb.lock(world.keys, BOB, [free], value, BOB, BOB, DEADLINE, 0, T1)
+    settle_rejected(world, by_bob, Status.MISSING_SIGNATURE)
+    body = tb.to_json(tb.lock(world.keys, ALICE, [free], value, BOB, BOB, DEADLINE, 0, T1))
+    body["outputs"][0]["owner"] = BOB  # the locked value must stay the payer's
+    signed = tb.sign(world.keys, tb.from_json(body), [ALICE])
+    settle_rejected(world, signed, Status.NOT_AUTHORIZED)
+
+
 STATUS_TESTS = {
     Status.OK: test_ok_transfer,
     Status.ALREADY_SETTLED: test_already_settled,
@@ -680,6 +796,11 @@ STATUS_TESTS = {
     Status.WALLET_EXISTS: test_wallet_exists,
     Status.INVALID_WALLET: test_invalid_wallet,
     Status.BALANCE_NOT_ZERO: test_balance_not_zero,
+    Status.INPUT_LOCKED: test_input_locked,
+    Status.NOT_LOCKED: test_not_locked,
+    Status.CAPTURE_EXCEEDS_LOCK: test_capture_exceeds_lock,
+    Status.LOCK_DEADLINE_PASSED: test_lock_deadline_passed,
+    Status.NOT_RELEASER: test_not_releaser,
 }
 
 
@@ -770,7 +891,7 @@ BODY = 18 + 2 + 32 + 2 + 17 + 1 + 3
         (lambda t: t[:30], "inputs", 20),
         (lambda t: t[:60], "outputs.owner", 54),
         (lambda t: t[: BODY + 1 + 8 + 10], "signatures.signature", BODY + 1 + 8),
-        (lambda t: b"\x03" + t[1:], "version", 0),
+        (lambda t: b"\xf7" + t[1:], "version", 0),
         (lambda t: b"\x02" + t[1:], "kind", 1),
         (lambda t: t[:1] + b"\x04" + t[2:], "kind", 1),
         (lambda t: t + b"\x00\x00", "transaction", BODY + 1 + 72),

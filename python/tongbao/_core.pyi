@@ -15,6 +15,8 @@ __all__ = [
     "CREDIT_LEN",
     "FORMAT_VERSION",
     "INPUTS_MAX",
+    "LOCK_FORMAT_VERSION",
+    "LOCK_LAPSE_INDEX_FLAG",
     "OUTPUTS_MAX",
     "REFERENCE_LEN_MAX",
     "SIGNATURES_MAX",
@@ -31,6 +33,8 @@ __all__ = [
     "day_report",
     "decode_transaction",
     "encode_admin",
+    "encode_lock",
+    "encode_lock_use",
     "encode_transaction",
     "frame_batch",
     "home_vshards",
@@ -55,6 +59,8 @@ __all__ = [
 
 FORMAT_VERSION: int
 ADMIN_FORMAT_VERSION: int
+LOCK_FORMAT_VERSION: int
+LOCK_LAPSE_INDEX_FLAG: int
 INPUTS_MAX: int
 OUTPUTS_MAX: int
 REFERENCE_LEN_MAX: int
@@ -100,6 +106,8 @@ class Ledger:
     def token_count(self) -> int: ...
     @property
     def settled_count(self) -> int: ...
+    @property
+    def lock_count(self) -> int: ...
     @property
     def batch_seq(self) -> int: ...
     @property
@@ -153,6 +161,16 @@ class Ledger:
     def unspent(self, wallet_id: int) -> list[tuple[bytes, int]]: ...
     def token(self, token_id: bytes) -> tuple[int, int] | None: ...
     def is_spent(self, token_id: bytes) -> bool: ...
+    def held_fen(self, wallet_id: int) -> int:
+        """Held (locked) value of a wallet. Raises UnknownWallet."""
+
+    def locks(self, wallet_id: int) -> list[tuple[bytes, int, int, int, int, int]]:
+        """(token, amount_fen, beneficiary, releaser, deadline_ms, deadline_capture_fen) of
+        each lock on the wallet's tokens. Raises UnknownWallet."""
+
+    def lock(self, token_id: bytes) -> tuple[int, tuple[bytes, int, int, int, int, int]] | None:
+        """(payer, lock as in ``locks``) of a locked token, or None."""
+
     def is_settled(self, tx_id: bytes) -> bool: ...
     def supply(self) -> tuple[int, int, int]:
         """(issued_fen, redeemed_fen, outstanding_fen)."""
@@ -230,6 +248,32 @@ def encode_admin(
     """Encode an unsigned wallet-administration transaction (format v2, kinds 4-8).
     ``registration`` (kind 4): (wallet_kind, class, operator, parent, mcc, region,
     linked_account, scheme, public_key). Raises ``MalformedTransaction`` naming the field."""
+
+def encode_lock(
+    inputs: Sequence[bytes],
+    outputs: Sequence[tuple[int, int]],
+    beneficiary: int,
+    releaser: int,
+    deadline_ms: int,
+    deadline_capture_fen: int,
+    timestamp_ms: int,
+    expiry_ms: int,
+    reference: bytes = ...,
+) -> bytes:
+    """Encode an unsigned lock (format v3, kind 9); output 0 is the locked amount.
+    Raises ``MalformedTransaction`` naming the field."""
+
+def encode_lock_use(
+    lock_token: bytes,
+    payer: int,
+    amount_fen: int | None,
+    keep_rest_locked: bool,
+    timestamp_ms: int,
+    expiry_ms: int,
+    reference: bytes = ...,
+) -> bytes:
+    """Encode an unsigned capture (kind 10, ``amount_fen`` given) or release (kind 11,
+    ``amount_fen`` None). Raises ``MalformedTransaction`` naming the field."""
 
 def decode_transaction(tx: bytes) -> dict[str, object]: ...
 def day_report(path: str, day: int, threads: int = 0) -> dict[str, Any]:

@@ -31,6 +31,7 @@ import numpy.typing as npt
 from tongbao import _core
 from tongbao.errors import InvalidArgument
 from tongbao.limits import ClassLimits, Limits
+from tongbao.locks import LockInfo, LockRequest, build_locks
 from tongbao.tx import DEFAULT_VALIDITY_MS
 from tongbao.types import Scheme, Status, WalletKind, WalletStatus
 
@@ -109,6 +110,13 @@ class WalletInfo:
     day_out_fen: int
     counter_year: int
     year_out_fen: int
+    #: Value locked on the wallet's tokens (``docs/locks.md``): part of ``balance_fen``.
+    held_fen: int = 0
+
+    @property
+    def available_fen(self) -> int:
+        """The balance less what is held by locks: what the wallet can spend now."""
+        return self.balance_fen - self.held_fen
 
 
 @dataclass(frozen=True)
@@ -409,6 +417,7 @@ class Ledger:
             day_out_fen=d["day_out_fen"],
             counter_year=d["year"],
             year_out_fen=d["year_out_fen"],
+            held_fen=d["held_fen"],
         )
 
     def outflow_room(self, wallet_id: int, timestamp_ms: int) -> tuple[int | None, int | None]:
@@ -547,8 +556,73 @@ class Ledger:
         return np.frombuffer(raw, dtype="<u8").astype(np.uint64)
 
     def unspent(self, wallet_id: int) -> list[tuple[bytes, int]]:
-        """The wallet's unspent tokens as ``(token_id, value_fen)``. Raises ``UnknownWallet``."""
+        """The wallet's free unspent tokens as ``(token_id, value_fen)`` (locked tokens are
+        listed by :meth:`locks`). Raises ``UnknownWallet``."""
         return list(self._core.unspent(wallet_id))
+
+    def held_fen(self, wallet_id: int) -> int:
+        """Value held by locks on the wallet's tokens (part of its balance). Raises
+        ``UnknownWallet``."""
+        return self._core.held_fen(wallet_id)
+
+    def available_fen(self, wallet_id: int) -> int:
+        """Balance less held value: what the wallet can spend now. Raises ``UnknownWallet``."""
+        return self._core.balance(wallet_id) - self._core.held_fen(wallet_id)
+
+    def locks(self, wallet_id: int) -> list[LockInfo]:
+        """The locks on the wallet's tokens (the wallet as payer). Raises ``UnknownWallet``.
+        See :mod:`tongbao.locks` for an example."""
+        return [
+            LockInfo(t, a, wallet_id, b, r, d, c)
+            for t, a, b, r, d, c in self._core.locks(wallet_id)
+        ]
+
+    def lock(self, token_id: bytes) -> LockInfo | None:
+        """The lock on a token, or None if the token is not locked."""
+        found = self._core.lock(token_id)
+        if found is None:
+            return None
+        payer, (t, a, b, r, d, c) = found
+        return LockInfo(t, a, payer, b, r, d, c)
+
+    @property
+    def lock_count(self) -> int:
+        """Locks outstanding."""
+        return self._core.lock_count
+
+    def build_lock(
+        self,
+        keyring: _core.Keyring,
+        payer: int,
+        amount_fen: int,
+        beneficiary: int,
+        releaser: int,
+        deadline_ms: int,
+        deadline_capture_fen: int,
+        timestamp_ms: int,
+        expiry_ms: int | None = None,
+        reference: bytes = b"",
+    ) -> bytes:
+        """Build and sign one lock, picking the payer's free tokens and making change (see
+        :func:`tongbao.locks.build_locks`; example in :mod:`tongbao.locks`). Raises
+        ``InsufficientFunds`` if the payer's free tokens cannot cover it."""
+        request = LockRequest(
+            payer, amount_fen, beneficiary, releaser, deadline_ms, deadline_capture_fen, reference
+        )
+        txs, _ = build_locks(self, keyring, [request], timestamp_ms, expiry_ms)
+        return txs[0]
+
+    def build_locks(
+        self,
+        keyring: _core.Keyring,
+        requests: Sequence[LockRequest],
+        timestamp_ms: int,
+        expiry_ms: int | None = None,
+        skip_insufficient: bool = False,
+    ) -> tuple[list[bytes], list[int]]:
+        """Build and sign many locks that settle in one batch (see
+        :func:`tongbao.locks.build_locks`)."""
+        return build_locks(self, keyring, requests, timestamp_ms, expiry_ms, skip_insufficient)
 
     def token(self, token_id: bytes) -> tuple[int, int] | None:
         """``(owner, value_fen)`` of an unspent token, or None."""

@@ -144,6 +144,13 @@ def to_json(tx: bytes) -> dict[str, Any]:
         "reference": d["reference"].hex(),
         "signatures": [{"signer": s, "signature": sig.hex()} for s, sig in d["signatures"]],
     }
+    if "lock" in d:  # a lock (format version 3)
+        doc["lock"] = dict(d["lock"])
+    if "payer" in d:  # a capture or release (format version 3)
+        doc["payer"] = d["payer"]
+        if "amount_fen" in d:
+            doc["amount_fen"] = d["amount_fen"]
+            doc["keep_rest_locked"] = d["keep_rest_locked"]
     if "wallet" in d:  # wallet administration (format version 2)
         doc["wallet"] = d["wallet"]
         if "wallet_class" in d:
@@ -196,6 +203,52 @@ def _admin_from_json(doc: dict[str, Any], kind: Kind) -> bytes:
     return body[:-1] + section
 
 
+def _lock_from_json(doc: dict[str, Any], kind: Kind) -> bytes:
+    """Encode the JSON form of a lock, capture or release (kinds 9-11)."""
+    try:
+        inputs = [bytes.fromhex(i) for i in _field(doc, "inputs")]
+        reference = bytes.fromhex(_field(doc, "reference"))
+        signatures = [
+            (int(s["signer"]), bytes.fromhex(s["signature"])) for s in _field(doc, "signatures")
+        ]
+        timestamp_ms = int(_field(doc, "timestamp_ms"))
+        expiry_ms = int(_field(doc, "expiry_ms"))
+        if kind == Kind.LOCK:
+            terms = _field(doc, "lock")
+            body = _core.encode_lock(
+                inputs,
+                _outputs((o["owner"], o["amount_fen"]) for o in _field(doc, "outputs")),
+                int(terms["beneficiary"]),
+                int(terms["releaser"]),
+                int(terms["deadline_ms"]),
+                int(terms["deadline_capture_fen"]),
+                timestamp_ms,
+                expiry_ms,
+                reference,
+            )
+        else:
+            if len(inputs) != 1:
+                raise InvalidArgument("JSON transaction: a capture or release has one input")
+            amount = int(_field(doc, "amount_fen")) if kind == Kind.CAPTURE else None
+            body = _core.encode_lock_use(
+                inputs[0],
+                int(_field(doc, "payer")),
+                amount,
+                bool(doc.get("keep_rest_locked", False)),
+                timestamp_ms,
+                expiry_ms,
+                reference,
+            )
+    except (TypeError, ValueError, KeyError) as exc:
+        raise InvalidArgument(f"JSON transaction: bad field value: {exc}") from None
+    if any(len(sig) != 64 for _, sig in signatures):
+        raise InvalidArgument("JSON transaction: a signature is 64 bytes long")
+    section = bytes([len(signatures)]) + b"".join(
+        s.to_bytes(8, "little") + sig for s, sig in signatures
+    )
+    return body[:-1] + section
+
+
 def _field(doc: dict[str, Any], name: str) -> Any:
     if name not in doc:
         raise InvalidArgument(f"JSON transaction: missing field {name!r}")
@@ -206,13 +259,19 @@ def from_json(doc: dict[str, Any]) -> bytes:
     """Encode the JSON form made by :func:`to_json`. Raises ``InvalidArgument`` naming the
     field that is missing or wrong, or ``MalformedTransaction`` for a limit exceeded."""
     version = _field(doc, "version")
-    if version not in (_core.FORMAT_VERSION, _core.ADMIN_FORMAT_VERSION):
+    if version not in (
+        _core.FORMAT_VERSION,
+        _core.ADMIN_FORMAT_VERSION,
+        _core.LOCK_FORMAT_VERSION,
+    ):
         raise InvalidArgument(f"JSON transaction: unsupported version {version!r}")
     kind_name = _field(doc, "kind")
     try:
         kind = Kind[str(kind_name).upper()]
     except KeyError:
         raise InvalidArgument(f"JSON transaction: unknown kind {kind_name!r}") from None
+    if kind >= Kind.LOCK:
+        return _lock_from_json(doc, kind)
     if kind >= Kind.REGISTER:
         return _admin_from_json(doc, kind)
     try:

@@ -39,11 +39,17 @@ class Status(IntEnum):
     WALLET_EXISTS = 22
     INVALID_WALLET = 23
     BALANCE_NOT_ZERO = 24
+    INPUT_LOCKED = 25
+    NOT_LOCKED = 26
+    CAPTURE_EXCEEDS_LOCK = 27
+    LOCK_DEADLINE_PASSED = 28
+    NOT_RELEASER = 29
 
 
 class Kind(IntEnum):
-    """What a transaction does: payments (1-3, format version 1) or wallet administration
-    (4-8, format version 2, signed by the wallet's operator bank)."""
+    """What a transaction does: payments (1-3, format version 1), wallet administration
+    (4-8, format version 2, signed by the wallet's operator bank) or locks (9-11, format
+    version 3, see ``docs/locks.md``)."""
 
     ISSUE = 1
     TRANSFER = 2
@@ -53,6 +59,9 @@ class Kind(IntEnum):
     FREEZE = 6
     UNFREEZE = 7
     CLOSE = 8
+    LOCK = 9
+    CAPTURE = 10
+    RELEASE = 11
 
 
 class WalletKind(IntEnum):

@@ -193,9 +193,11 @@ pub fn build_payments_with_references<R: AsRef<[u8]>>(
     let view = |views: &mut HashMap<WalletId, Vec<(TokenId, u64)>>, w: WalletId| -> Result<()> {
         if !views.contains_key(&w) {
             let wallet = ledger.wallet(w).ok_or(Error::UnknownWallet(w))?;
+            // Locked tokens are not spendable (docs/locks.md).
             let tokens = wallet
                 .token_ids()
                 .iter()
+                .filter(|id| !ledger.is_locked(id))
                 .map(|id| (*id, ledger.token(id).expect("listed token exists").1))
                 .collect();
             views.insert(w, tokens);

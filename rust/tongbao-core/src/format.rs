@@ -23,6 +23,9 @@ pub const FORMAT_VERSION: u8 = 1;
 /// Format version of wallet administration (kinds 4-8, see [`Admin`]): version 2 = version 1
 /// plus these kinds. A transaction is encoded in the lowest version that can express it.
 pub const ADMIN_FORMAT_VERSION: u8 = 2;
+/// Format version of locks (kinds 9-11, see [`LockBody`]): version 3 = version 2 plus these
+/// kinds. Payments and administration keep their own versions (and so their ids).
+pub const LOCK_FORMAT_VERSION: u8 = 3;
 /// Longest public key in a registration (SM2 uncompressed SEC1).
 pub const KEY_LEN_MAX: usize = 65;
 /// Most inputs (token ids) in one transaction.
@@ -75,6 +78,15 @@ pub enum Kind {
     Unfreeze = 7,
     /// ...or close it (final; its balance must be zero).
     Close = 8,
+    /// Locks (format version 3, `docs/locks.md`): the payer reserves value for a beneficiary
+    /// under terms (releaser, deadline, deadline capture). Inputs: the payer's free tokens;
+    /// output 0 is the locked token, further outputs are change to the payer.
+    Lock = 9,
+    /// The releaser pays `amount_fen` of a locked token to its beneficiary; the rest goes back
+    /// to the payer or stays locked under the same terms.
+    Capture = 10,
+    /// The releaser or the beneficiary gives the whole locked value back to the payer.
+    Release = 11,
 }
 
 impl Kind {
@@ -88,6 +100,9 @@ impl Kind {
             6 => Some(Kind::Freeze),
             7 => Some(Kind::Unfreeze),
             8 => Some(Kind::Close),
+            9 => Some(Kind::Lock),
+            10 => Some(Kind::Capture),
+            11 => Some(Kind::Release),
             _ => None,
         }
     }
@@ -102,18 +117,28 @@ impl Kind {
             Kind::Freeze => "freeze",
             Kind::Unfreeze => "unfreeze",
             Kind::Close => "close",
+            Kind::Lock => "lock",
+            Kind::Capture => "capture",
+            Kind::Release => "release",
         }
     }
 
     /// Wallet administration rather than a payment.
     pub fn is_admin(self) -> bool {
-        self as u8 >= Kind::Register as u8
+        (Kind::Register as u8..=Kind::Close as u8).contains(&(self as u8))
+    }
+
+    /// A lock, capture or release (format version 3).
+    pub fn is_lock(self) -> bool {
+        (Kind::Lock as u8..=Kind::Release as u8).contains(&(self as u8))
     }
 
     /// The format version this kind is encoded in.
     pub fn version(self) -> u8 {
         if self.is_admin() {
             ADMIN_FORMAT_VERSION
+        } else if self.is_lock() {
+            LOCK_FORMAT_VERSION
         } else {
             FORMAT_VERSION
         }
@@ -150,6 +175,47 @@ pub struct Admin {
     pub class: u8,
 }
 
+/// The terms of a lock, fixed when it is made (kind 9) and kept by a partial capture.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LockTerms {
+    /// The wallet a capture pays.
+    pub beneficiary: WalletId,
+    /// The wallet whose signature captures or releases (the beneficiary may also release).
+    pub releaser: WalletId,
+    /// The first batch whose timestamp is after this applies the deadline action.
+    pub deadline_ms: u64,
+    /// What the beneficiary gets at the deadline (at most the locked amount; 0: all back to
+    /// the payer).
+    pub deadline_capture_fen: u64,
+}
+
+/// The payload of a lock-family transaction (kinds 9-11, format version 3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LockBody {
+    /// Kind 9: the terms of the lock made by output 0.
+    Lock(LockTerms),
+    /// Kind 10: capture `amount_fen` of the locked token (the transaction's one input) for the
+    /// beneficiary; `keep_rest_locked`: the rest stays locked (partial capture), otherwise it
+    /// goes back to the payer (final capture).
+    Capture {
+        payer: WalletId,
+        amount_fen: u64,
+        keep_rest_locked: bool,
+    },
+    /// Kind 11: give the locked token (the one input) back to the payer.
+    Release { payer: WalletId },
+}
+
+impl LockBody {
+    /// The payer a capture or release names (lets a router find the payer's shard).
+    pub fn payer(&self) -> Option<WalletId> {
+        match self {
+            LockBody::Lock(_) => None,
+            LockBody::Capture { payer, .. } | LockBody::Release { payer } => Some(*payer),
+        }
+    }
+}
+
 /// A spending condition on an output. Version 1 defines only `None` (tag 0); the tag byte is
 /// the room left for programmable money.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -183,6 +249,8 @@ pub struct Transaction {
     pub id: TxId,
     /// Kinds 4-8 only (no inputs, no outputs).
     pub admin: Option<Admin>,
+    /// Kinds 9-11 only. A capture or release has one input (the locked token) and no outputs.
+    pub lock: Option<LockBody>,
 }
 
 impl Transaction {
@@ -201,6 +269,17 @@ impl Transaction {
                 self.timestamp_ms,
                 self.expiry_ms,
                 admin,
+                &self.reference,
+            );
+        }
+        if let Some(lock) = &self.lock {
+            return encode_lock_body(
+                self.kind,
+                self.timestamp_ms,
+                self.expiry_ms,
+                &self.inputs,
+                &self.outputs,
+                lock,
                 &self.reference,
             );
         }
@@ -245,12 +324,35 @@ pub fn encode_body(
     outputs: &[Output],
     reference: &[u8],
 ) -> Vec<u8> {
-    assert!(inputs.len() <= INPUTS_MAX && outputs.len() <= OUTPUTS_MAX);
-    assert!(reference.len() <= REFERENCE_LEN_MAX);
     let mut out = Vec::with_capacity(
         HEADER_LEN + 5 + inputs.len() * 32 + outputs.len() * OUTPUT_LEN + reference.len() + 1,
     );
-    out.push(FORMAT_VERSION);
+    encode_payment_part(
+        &mut out,
+        FORMAT_VERSION,
+        kind,
+        timestamp_ms,
+        expiry_ms,
+        inputs,
+        outputs,
+    );
+    out.push(reference.len() as u8);
+    out.extend_from_slice(reference);
+    out
+}
+
+/// Header, inputs and outputs in the version-1 layout (shared by payments and locks).
+fn encode_payment_part(
+    out: &mut Vec<u8>,
+    version: u8,
+    kind: Kind,
+    timestamp_ms: u64,
+    expiry_ms: u64,
+    inputs: &[TokenId],
+    outputs: &[Output],
+) {
+    assert!(inputs.len() <= INPUTS_MAX && outputs.len() <= OUTPUTS_MAX);
+    out.push(version);
     out.push(kind as u8);
     out.extend_from_slice(&timestamp_ms.to_le_bytes());
     out.extend_from_slice(&expiry_ms.to_le_bytes());
@@ -265,6 +367,81 @@ pub fn encode_body(
         out.push(match output.condition {
             Condition::None => 0,
         });
+    }
+}
+
+/// Encode the body of a lock-family transaction (format version 3):
+///
+/// ```text
+/// lock (9):     u8 3 | u8 9 | u64 timestamp_ms | u64 expiry_ms
+///               | u16 n_inputs | inputs | u16 n_outputs | outputs   (as version 1)
+///               | u64 beneficiary | u64 releaser | u64 deadline_ms | u64 deadline_capture_fen
+///               | u8 reference_len | reference
+/// capture (10): u8 3 | u8 10 | u64 timestamp_ms | u64 expiry_ms | [u8; 32] lock token
+///               | u64 payer | u64 amount_fen | u8 flags (1: keep the rest locked)
+///               | u8 reference_len | reference
+/// release (11): u8 3 | u8 11 | u64 timestamp_ms | u64 expiry_ms | [u8; 32] lock token
+///               | u64 payer | u8 reference_len | reference
+/// ```
+///
+/// For a capture or release, `inputs` is the one locked token and `outputs` is empty.
+/// Panics only on programmer error (limits exceeded, a body that does not match `kind`).
+pub fn encode_lock_body(
+    kind: Kind,
+    timestamp_ms: u64,
+    expiry_ms: u64,
+    inputs: &[TokenId],
+    outputs: &[Output],
+    body: &LockBody,
+    reference: &[u8],
+) -> Vec<u8> {
+    assert!(reference.len() <= REFERENCE_LEN_MAX);
+    let mut out = Vec::with_capacity(
+        HEADER_LEN + 38 + inputs.len() * 32 + outputs.len() * OUTPUT_LEN + reference.len(),
+    );
+    match (kind, body) {
+        (Kind::Lock, LockBody::Lock(t)) => {
+            encode_payment_part(
+                &mut out,
+                LOCK_FORMAT_VERSION,
+                kind,
+                timestamp_ms,
+                expiry_ms,
+                inputs,
+                outputs,
+            );
+            out.extend_from_slice(&t.beneficiary.to_le_bytes());
+            out.extend_from_slice(&t.releaser.to_le_bytes());
+            out.extend_from_slice(&t.deadline_ms.to_le_bytes());
+            out.extend_from_slice(&t.deadline_capture_fen.to_le_bytes());
+        }
+        (Kind::Capture | Kind::Release, _) => {
+            assert!(inputs.len() == 1 && outputs.is_empty());
+            out.push(LOCK_FORMAT_VERSION);
+            out.push(kind as u8);
+            out.extend_from_slice(&timestamp_ms.to_le_bytes());
+            out.extend_from_slice(&expiry_ms.to_le_bytes());
+            out.extend_from_slice(&inputs[0]);
+            match (kind, body) {
+                (
+                    Kind::Capture,
+                    LockBody::Capture {
+                        payer,
+                        amount_fen,
+                        keep_rest_locked,
+                    },
+                ) => {
+                    out.extend_from_slice(&payer.to_le_bytes());
+                    out.extend_from_slice(&amount_fen.to_le_bytes());
+                    out.push(*keep_rest_locked as u8);
+                }
+                (Kind::Release, LockBody::Release { payer }) => {
+                    out.extend_from_slice(&payer.to_le_bytes());
+                }
+                _ => panic!("lock body does not match kind {}", kind.name()),
+            }
+        }
+        _ => panic!("lock body does not match kind {}", kind.name()),
     }
     out.push(reference.len() as u8);
     out.extend_from_slice(reference);
@@ -378,11 +555,11 @@ pub fn decode(bytes: &[u8]) -> Result<Transaction, DecodeError> {
     }
     let mut r = Reader { bytes, pos: 0 };
     let version = r.u8("version")?;
-    if version != FORMAT_VERSION && version != ADMIN_FORMAT_VERSION {
+    if !(FORMAT_VERSION..=LOCK_FORMAT_VERSION).contains(&version) {
         return Err(DecodeError::new(
             "version",
             0,
-            format!("unsupported format version {version}, this build reads {FORMAT_VERSION} and {ADMIN_FORMAT_VERSION}"),
+            format!("unsupported format version {version}, this build reads {FORMAT_VERSION} to {LOCK_FORMAT_VERSION}"),
         ));
     }
     let kind_byte = r.u8("kind")?;
@@ -390,7 +567,7 @@ pub fn decode(bytes: &[u8]) -> Result<Transaction, DecodeError> {
         DecodeError::new(
             "kind",
             1,
-            format!("unknown kind {kind_byte} (1 issue, 2 transfer, 3 redeem, 4 register, 5 set class, 6 freeze, 7 unfreeze, 8 close)"),
+            format!("unknown kind {kind_byte} (1 issue, 2 transfer, 3 redeem, 4 register, 5 set class, 6 freeze, 7 unfreeze, 8 close, 9 lock, 10 capture, 11 release)"),
         )
     })?;
     if kind.version() != version {
@@ -424,6 +601,9 @@ pub fn decode(bytes: &[u8]) -> Result<Transaction, DecodeError> {
 
     if kind.is_admin() {
         return decode_admin(r, kind, timestamp_ms, expiry_ms);
+    }
+    if matches!(kind, Kind::Capture | Kind::Release) {
+        return decode_lock_use(r, kind, timestamp_ms, expiry_ms);
     }
 
     let n_pos = r.pos;
@@ -471,6 +651,30 @@ pub fn decode(bytes: &[u8]) -> Result<Transaction, DecodeError> {
         });
     }
 
+    let mut lock = None;
+    if kind == Kind::Lock {
+        let terms_pos = r.pos;
+        let terms = LockTerms {
+            beneficiary: r.u64("lock.beneficiary")?,
+            releaser: r.u64("lock.releaser")?,
+            deadline_ms: r.u64("lock.deadline_ms")?,
+            deadline_capture_fen: r.u64("lock.deadline_capture_fen")?,
+        };
+        if let Some(locked) = outputs.first() {
+            if terms.deadline_capture_fen > locked.amount_fen {
+                return Err(DecodeError::new(
+                    "lock.deadline_capture_fen",
+                    terms_pos + 24,
+                    format!(
+                        "deadline capture {} fen is more than the {} fen locked",
+                        terms.deadline_capture_fen, locked.amount_fen
+                    ),
+                ));
+            }
+        }
+        lock = Some(LockBody::Lock(terms));
+    }
+
     let reference_len = r.u8("reference_len")? as usize;
     if reference_len > REFERENCE_LEN_MAX {
         return Err(DecodeError::new(
@@ -492,14 +696,14 @@ pub fn decode(bytes: &[u8]) -> Result<Transaction, DecodeError> {
                 "an issue has no inputs".into(),
             ))
         }
-        Kind::Transfer | Kind::Redeem if n_inputs == 0 => {
+        Kind::Transfer | Kind::Redeem | Kind::Lock if n_inputs == 0 => {
             return Err(DecodeError::new(
                 "n_inputs",
                 HEADER_LEN,
                 format!("a {} needs at least one input", kind.name()),
             ))
         }
-        Kind::Issue | Kind::Transfer if n_outputs == 0 => {
+        Kind::Issue | Kind::Transfer | Kind::Lock if n_outputs == 0 => {
             return Err(DecodeError::new(
                 "n_outputs",
                 HEADER_LEN + 2 + 32 * n_inputs,
@@ -520,6 +724,68 @@ pub fn decode(bytes: &[u8]) -> Result<Transaction, DecodeError> {
         signatures,
         id,
         admin: None,
+        lock,
+    })
+}
+
+/// Decode the rest of a capture or release (after the validity window).
+fn decode_lock_use(
+    mut r: Reader<'_>,
+    kind: Kind,
+    timestamp_ms: u64,
+    expiry_ms: u64,
+) -> Result<Transaction, DecodeError> {
+    let token = r.array32("lock.token")?;
+    let payer = r.u64("lock.payer")?;
+    let body = if kind == Kind::Capture {
+        let amount_pos = r.pos;
+        let amount_fen = r.u64("capture.amount_fen")?;
+        if amount_fen == 0 {
+            return Err(DecodeError::new(
+                "capture.amount_fen",
+                amount_pos,
+                "a capture takes at least 1 fen (release gives everything back)".into(),
+            ));
+        }
+        let flags = r.u8("capture.flags")?;
+        if flags > 1 {
+            return Err(DecodeError::new(
+                "capture.flags",
+                r.pos - 1,
+                format!("unknown capture flags {flags} (0 final, 1 keep the rest locked)"),
+            ));
+        }
+        LockBody::Capture {
+            payer,
+            amount_fen,
+            keep_rest_locked: flags == 1,
+        }
+    } else {
+        LockBody::Release { payer }
+    };
+    let reference_len = r.u8("reference_len")? as usize;
+    if reference_len > REFERENCE_LEN_MAX {
+        return Err(DecodeError::new(
+            "reference_len",
+            r.pos - 1,
+            format!("reference is {reference_len} bytes, at most {REFERENCE_LEN_MAX} allowed"),
+        ));
+    }
+    let reference = r.take(reference_len, "reference")?.to_vec();
+    let body_len = r.pos;
+    let signatures = read_signatures(&mut r)?;
+    let id = tx_id_of_body(&r.bytes[..body_len]);
+    Ok(Transaction {
+        kind,
+        timestamp_ms,
+        expiry_ms,
+        inputs: vec![token],
+        outputs: Vec::new(),
+        reference,
+        signatures,
+        id,
+        admin: None,
+        lock: Some(body),
     })
 }
 
@@ -738,6 +1004,7 @@ fn decode_admin(
             registration,
             class,
         }),
+        lock: None,
     })
 }
 
@@ -758,11 +1025,29 @@ pub fn body_len(bytes: &[u8]) -> Result<usize, DecodeError> {
         r.take(reference_len, "reference")?;
         return Ok(r.pos);
     }
+    let version = bytes.first().copied();
+    let kind = bytes.get(1).copied();
+    if version == Some(LOCK_FORMAT_VERSION)
+        && (kind == Some(Kind::Capture as u8) || kind == Some(Kind::Release as u8))
+    {
+        let fixed = if kind == Some(Kind::Capture as u8) {
+            32 + 8 + 8 + 1
+        } else {
+            32 + 8
+        };
+        r.take(HEADER_LEN + fixed, "header")?;
+        let reference_len = r.u8("reference_len")? as usize;
+        r.take(reference_len, "reference")?;
+        return Ok(r.pos);
+    }
     r.take(HEADER_LEN, "header")?;
     let n_inputs = r.u16("n_inputs")? as usize;
     r.take(n_inputs.saturating_mul(32), "inputs")?;
     let n_outputs = r.u16("n_outputs")? as usize;
     r.take(n_outputs.saturating_mul(OUTPUT_LEN), "outputs")?;
+    if version == Some(LOCK_FORMAT_VERSION) {
+        r.take(32, "lock")?;
+    }
     let reference_len = r.u8("reference_len")? as usize;
     r.take(reference_len, "reference")?;
     Ok(r.pos)
@@ -857,6 +1142,7 @@ mod tests {
             }],
             id: tx_id_of_body(&body),
             admin: None,
+            lock: None,
         };
         tx.id = tx_id_of_body(&tx.encode_body());
         tx

@@ -100,6 +100,8 @@ pub(crate) struct TokenRecord {
 pub(crate) enum Marker {
     Spent(TokenId),
     Settled(TxId),
+    /// A lock token consumed by its deadline action (`locks.rs`).
+    Lapsed(TokenId),
 }
 
 /// An entry of the expiry heap, ordered by its expiry alone: entries that expire at the same
@@ -228,6 +230,8 @@ pub struct Ledger {
     pub(crate) limits: Limits,
     /// Virtual shard and cross-shard credits (`credits.rs`); empty when not a shard.
     pub(crate) shard: crate::credits::ShardState,
+    /// Locks on tokens (`locks.rs`), beside `tokens`; empty until a lock is made.
+    pub(crate) locks: crate::locks::LockState,
 }
 
 /// How phase 1 treats signatures.
@@ -274,6 +278,7 @@ impl Ledger {
             closed: false,
             limits: Limits::none(),
             shard: crate::credits::ShardState::default(),
+            locks: crate::locks::LockState::default(),
         })
     }
 
@@ -644,6 +649,21 @@ impl Ledger {
         self.check_batch(batch.len(), timestamp_ms)?;
         self.last_timestamp_ms = timestamp_ms;
         self.prune(timestamp_ms);
+        self.lapse_locks(timestamp_ms);
+        self.settle_txs(batch, timestamp_ms, mode)
+    }
+
+    /// Settle a batch's transactions without the deadline actions that open it (the
+    /// end-of-day report applies those once per batch, then observes transactions one by one).
+    pub(crate) fn settle_txs<T: AsRef<[u8]> + Sync>(
+        &mut self,
+        batch: &[T],
+        timestamp_ms: u64,
+        mode: SigMode<'_>,
+    ) -> Result<(Vec<Status>, Receipt)> {
+        self.check_batch(batch.len(), timestamp_ms)?;
+        self.last_timestamp_ms = timestamp_ms;
+        self.prune(timestamp_ms);
 
         let checked = self.check_stateless(batch, timestamp_ms, mode);
 
@@ -722,6 +742,9 @@ impl Ledger {
                 }
                 Marker::Settled(id) => {
                     self.settled.remove(&id);
+                }
+                Marker::Lapsed(id) => {
+                    self.locks.lapsed.remove(&id);
                 }
             }
         }
@@ -850,6 +873,9 @@ impl Ledger {
         if let Some(admin) = &tx.admin {
             return self.apply_admin(tx, admin).map(|()| 0);
         }
+        if tx.lock.is_some() {
+            return self.apply_lock_tx(tx, now_ms);
+        }
         if tx
             .outputs
             .iter()
@@ -868,6 +894,9 @@ impl Ledger {
         }
         if any_spent {
             return Err(Status::InputSpent);
+        }
+        if !self.locks.locks.is_empty() && tx.inputs.iter().any(|i| self.locks.is_locked(i)) {
+            return Err(Status::InputLocked);
         }
         let signers: Vec<WalletId> = tx.signatures.iter().map(|s| s.signer).collect();
         let output_sum = tx.output_sum_fen().expect("checked in phase 1");
@@ -1032,7 +1061,7 @@ impl Ledger {
     }
 
     /// Remove an unspent token from the state; returns its value.
-    fn remove_token(&mut self, id: &TokenId) -> u64 {
+    pub(crate) fn remove_token(&mut self, id: &TokenId) -> u64 {
         let record = self.tokens.remove(id).expect("input checked");
         let wallet = self.wallets.get_mut(&record.owner).expect("owner exists");
         let last = wallet.tokens.pop().expect("owner lists the token");
@@ -1111,7 +1140,7 @@ impl Ledger {
                 self.tokens.len()
             ));
         }
-        Ok(())
+        self.check_locks()
     }
 
     /// A digest of the ledger state that does not depend on hash-map order: the same batches
@@ -1152,6 +1181,7 @@ impl Ledger {
             h.update(t.value_fen.to_le_bytes());
         }
         self.shard.digest(&mut h);
+        self.locks.digest(&mut h);
         h.finalize().into()
     }
 }

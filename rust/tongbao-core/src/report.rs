@@ -269,6 +269,8 @@ fn batch(
         *start = Some(holdings(ledger));
     }
     report.batches += 1;
+    // The batch's deadline actions (locks.rs) open it, once, before its transactions.
+    ledger.lapse_locks(timestamp_ms);
     if let Some((statuses, _)) = &outcome {
         if statuses.len() != txs.len() {
             return Err(corrupt(
@@ -332,7 +334,7 @@ fn observe_one(
         None => SigMode::Verify,
     };
     let (statuses, _) = ledger
-        .settle_with(&[raw], timestamp_ms, mode)
+        .settle_txs(&[raw], timestamp_ms, mode)
         .map_err(|e| e.to_string())?;
     match (statuses[0], logged) {
         (Status::Ok, _) => {}

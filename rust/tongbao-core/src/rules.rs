@@ -327,7 +327,7 @@ pub fn check(
 /// The balance-cap rule: what a wallet's balance `after` a transaction exceeds the larger of
 /// its cap and its balance `before` by (0: within the rule). Nondecreasing in `before` for a
 /// fixed inflow `after - before`, so a bound on `before` bounds the excess ([`cap_risk`]).
-fn excess_fen(cap_fen: u64, before_fen: u64, after_fen: u64) -> u64 {
+pub(crate) fn excess_fen(cap_fen: u64, before_fen: u64, after_fen: u64) -> u64 {
     after_fen.saturating_sub(cap_fen.max(before_fen))
 }
 

@@ -33,11 +33,22 @@ pub enum Status {
     WalletExists = 22,
     InvalidWallet = 23,
     BalanceNotZero = 24,
+    /// An input of a transfer, redeem or lock is a locked token (`docs/locks.md`).
+    InputLocked = 25,
+    /// A capture or release whose input is not a locked token, or names another payer.
+    NotLocked = 26,
+    /// A capture of more than the locked amount.
+    CaptureExceedsLock = 27,
+    /// A capture or release after the lock's deadline (the deadline action applies instead).
+    LockDeadlinePassed = 28,
+    /// A capture not signed by the lock's releaser, or a release signed by neither the
+    /// releaser nor the beneficiary.
+    NotReleaser = 29,
 }
 
 impl Status {
     /// Every status, by numeric value.
-    pub const ALL: [Status; 25] = [
+    pub const ALL: [Status; 30] = [
         Status::Ok,
         Status::AlreadySettled,
         Status::Malformed,
@@ -63,6 +74,11 @@ impl Status {
         Status::WalletExists,
         Status::InvalidWallet,
         Status::BalanceNotZero,
+        Status::InputLocked,
+        Status::NotLocked,
+        Status::CaptureExceedsLock,
+        Status::LockDeadlinePassed,
+        Status::NotReleaser,
     ];
 
     pub fn from_u8(value: u8) -> Option<Status> {
@@ -96,6 +112,11 @@ impl Status {
             Status::WalletExists => "WALLET_EXISTS",
             Status::InvalidWallet => "INVALID_WALLET",
             Status::BalanceNotZero => "BALANCE_NOT_ZERO",
+            Status::InputLocked => "INPUT_LOCKED",
+            Status::NotLocked => "NOT_LOCKED",
+            Status::CaptureExceedsLock => "CAPTURE_EXCEEDS_LOCK",
+            Status::LockDeadlinePassed => "LOCK_DEADLINE_PASSED",
+            Status::NotReleaser => "NOT_RELEASER",
         }
     }
 }

@@ -50,7 +50,7 @@ const RECORD_CREDITS: u8 = 8;
 const RECORD_DELIVERED: u8 = 9;
 /// A worker's lease epoch: it writes this shard from here on.
 const RECORD_EPOCH: u8 = 10;
-const SNAPSHOT_MAGIC: &[u8; 8] = b"TBSNAP03";
+const SNAPSHOT_MAGIC: &[u8; 8] = b"TBSNAP04";
 
 /// When `settle` may return relative to the disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -793,6 +793,7 @@ fn encode_snapshot(ledger: &Ledger, lsn: u64) -> Vec<u8> {
         w.u64(*expiry);
     }
     write_shard_state(&mut w, &ledger.shard);
+    write_lock_state(&mut w, &ledger.locks);
     let digest = Sha256::digest(&w.0);
     w.bytes(&digest);
     w.0
@@ -845,6 +846,61 @@ fn write_shard_state(w: &mut Writer, s: &ShardState) {
     for c in &s.suspense {
         c.pack(&mut w.0);
     }
+}
+
+/// The lock state (`locks.rs`): locks sorted by token, then lapsed locks still remembered.
+fn write_lock_state(w: &mut Writer, s: &crate::locks::LockState) {
+    let mut locks: Vec<_> = s.locks.iter().collect();
+    locks.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    w.u64(locks.len() as u64);
+    for (token, l) in locks {
+        w.bytes(token);
+        w.u64(l.payer);
+        w.u64(l.terms.beneficiary);
+        w.u64(l.terms.releaser);
+        w.u64(l.terms.deadline_ms);
+        w.u64(l.terms.deadline_capture_fen);
+    }
+    let mut lapsed: Vec<_> = s.lapsed.iter().collect();
+    lapsed.sort_unstable();
+    w.u64(lapsed.len() as u64);
+    for (token, until) in lapsed {
+        w.bytes(token);
+        w.u64(*until);
+    }
+}
+
+fn read_lock_state(ledger: &mut Ledger, r: &mut ByteReader<'_>) -> Result<()> {
+    for _ in 0..r.u64()? {
+        let token = r.id()?;
+        let lock = crate::locks::Lock {
+            payer: r.u64()?,
+            terms: crate::format::LockTerms {
+                beneficiary: r.u64()?,
+                releaser: r.u64()?,
+                deadline_ms: r.u64()?,
+                deadline_capture_fen: r.u64()?,
+            },
+        };
+        let value_fen = match ledger.tokens.get(&token) {
+            Some(t) if t.owner == lock.payer => t.value_fen,
+            _ => return Err(r.bad("lock on a token its payer does not hold")),
+        };
+        if ledger.locks.locks.contains_key(&token) {
+            return Err(r.bad("token locked twice"));
+        }
+        ledger.locks.insert(token, lock, value_fen);
+    }
+    for _ in 0..r.u64()? {
+        let token = r.id()?;
+        let until = r.u64()?;
+        ledger.locks.lapsed.insert(token, until);
+        ledger.expiries.push(crate::ledger::Expiring::item(
+            until,
+            crate::ledger::Marker::Lapsed(token),
+        ));
+    }
+    Ok(())
 }
 
 fn read_credit(r: &mut ByteReader<'_>) -> Result<Credit> {
@@ -970,6 +1026,7 @@ fn load_snapshot(ledger: &mut Ledger, path: &Path) -> Result<u64> {
         ));
     }
     ledger.shard = read_shard_state(&mut r)?;
+    read_lock_state(ledger, &mut r)?;
     if r.pos != body.len() {
         return Err(r.bad("trailing bytes"));
     }

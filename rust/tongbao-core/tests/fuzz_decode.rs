@@ -259,6 +259,7 @@ fn arb_tx() -> impl Strategy<Value = Transaction> {
                     signatures,
                     id: format::tx_id_of_body(&body),
                     admin: None,
+                    lock: None,
                 }
             },
         )
@@ -346,6 +347,7 @@ fn arb_admin_tx() -> impl Strategy<Value = Transaction> {
                     signatures,
                     id: format::tx_id_of_body(&body),
                     admin: Some(admin),
+                    lock: None,
                 }
             },
         )

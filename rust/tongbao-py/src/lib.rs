@@ -80,7 +80,7 @@ fn scheme_of(value: u8) -> PyResult<Scheme> {
 fn kind_of(value: u8) -> PyResult<Kind> {
     Kind::from_u8(value).ok_or_else(|| {
         invalid(format!(
-            "unknown transaction kind {value} (1 issue, 2 transfer, 3 redeem)"
+            "unknown transaction kind {value} (1 issue, 2 transfer, 3 redeem, 4-8 administration, 9 lock, 10 capture, 11 release)"
         ))
     })
 }
@@ -611,6 +611,7 @@ impl PyLedger {
         d.set_item("public_key", PyBytes::new(py, &w.key.to_bytes()))?;
         d.set_item("balance_fen", w.balance_fen)?;
         d.set_item("token_count", w.token_ids().len())?;
+        d.set_item("held_fen", self.inner.held_fen(wallet_id))?;
         let a = &w.attrs;
         d.set_item("wallet_class", a.class)?;
         set_fields!(d, a, [operator, parent, mcc, region, linked_account]);
@@ -630,6 +631,7 @@ impl PyLedger {
             .ok_or(CoreError(core::Error::UnknownWallet(wallet_id)))?;
         Ok(w.token_ids()
             .iter()
+            .filter(|id| !self.inner.is_locked(id))
             .map(|id| {
                 (
                     PyBytes::new(py, id),
@@ -641,6 +643,45 @@ impl PyLedger {
 
     fn token(&self, token_id: &[u8]) -> PyResult<Option<(u64, u64)>> {
         Ok(self.inner.token(&id32(token_id, "token id")?))
+    }
+
+    /// Held (locked) value of a wallet; unknown wallets raise.
+    fn held_fen(&self, wallet_id: u64) -> PyResult<u64> {
+        if self.inner.wallet(wallet_id).is_none() {
+            return Err(CoreError(core::Error::UnknownWallet(wallet_id)).into());
+        }
+        Ok(self.inner.held_fen(wallet_id))
+    }
+
+    /// The locks on a wallet's tokens: (token, amount_fen, beneficiary, releaser, deadline_ms,
+    /// deadline_capture_fen) each; unknown wallets raise.
+    fn locks<'py>(&self, py: Python<'py>, wallet_id: u64) -> PyResult<Vec<LockTuple<'py>>> {
+        if self.inner.wallet(wallet_id).is_none() {
+            return Err(CoreError(core::Error::UnknownWallet(wallet_id)).into());
+        }
+        Ok(self
+            .inner
+            .locks_of(wallet_id)
+            .iter()
+            .map(|l| lock_tuple(py, l))
+            .collect())
+    }
+
+    /// The lock on a token (payer first, then as `locks`), or None.
+    fn lock<'py>(
+        &self,
+        py: Python<'py>,
+        token_id: &[u8],
+    ) -> PyResult<Option<(u64, LockTuple<'py>)>> {
+        Ok(self
+            .inner
+            .lock(&id32(token_id, "token id")?)
+            .map(|l| (l.payer, lock_tuple(py, &l))))
+    }
+
+    #[getter]
+    fn lock_count(&self) -> usize {
+        self.inner.lock_count()
     }
 
     fn is_spent(&self, token_id: &[u8]) -> PyResult<bool> {
@@ -909,6 +950,135 @@ fn encode_admin<'py>(
     Ok(PyBytes::new(py, &out))
 }
 
+/// A lock as Python sees it: (token, amount_fen, beneficiary, releaser, deadline_ms,
+/// deadline_capture_fen).
+type LockTuple<'py> = (Bound<'py, PyBytes>, u64, u64, u64, u64, u64);
+
+fn lock_tuple<'py>(py: Python<'py>, l: &core::LockInfo) -> LockTuple<'py> {
+    (
+        PyBytes::new(py, &l.token),
+        l.amount_fen,
+        l.terms.beneficiary,
+        l.terms.releaser,
+        l.terms.deadline_ms,
+        l.terms.deadline_capture_fen,
+    )
+}
+
+/// Encode a lock-family transaction (format v3), unsigned, and check that it decodes.
+fn encode_lock_family<'py>(
+    py: Python<'py>,
+    timestamp_ms: u64,
+    expiry_ms: u64,
+    inputs: Vec<TokenId>,
+    outputs: Vec<Output>,
+    body: format::LockBody,
+    reference: Vec<u8>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    format::check_limits(inputs.len(), outputs.len(), reference.len(), 0)
+        .map_err(CoreError::from)?;
+    let kind = match body {
+        format::LockBody::Lock(_) => Kind::Lock,
+        format::LockBody::Capture { .. } => Kind::Capture,
+        format::LockBody::Release { .. } => Kind::Release,
+    };
+    let mut out = format::encode_lock_body(
+        kind,
+        timestamp_ms,
+        expiry_ms,
+        &inputs,
+        &outputs,
+        &body,
+        &reference,
+    );
+    format::append_signatures(&mut out, &[]);
+    // The decoder is the one judge of what is well formed: refuse what it would refuse.
+    format::decode(&out).map_err(CoreError::from)?;
+    Ok(PyBytes::new(py, &out))
+}
+
+/// Encode a lock (kind 9), unsigned: `inputs` the payer's tokens, `outputs` (owner, amount)
+/// with output 0 the locked amount and the others change (all owned by the payer), and the
+/// terms. Raises MalformedTransaction naming the field when it would not decode.
+#[pyfunction]
+#[pyo3(signature = (inputs, outputs, beneficiary, releaser, deadline_ms, deadline_capture_fen, timestamp_ms, expiry_ms, reference = b"".to_vec()))]
+#[allow(clippy::too_many_arguments)]
+fn encode_lock<'py>(
+    py: Python<'py>,
+    inputs: Vec<Vec<u8>>,
+    outputs: Vec<(u64, u64)>,
+    beneficiary: u64,
+    releaser: u64,
+    deadline_ms: u64,
+    deadline_capture_fen: u64,
+    timestamp_ms: u64,
+    expiry_ms: u64,
+    reference: Vec<u8>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let inputs: Vec<TokenId> = inputs
+        .iter()
+        .map(|i| id32(i, "token id"))
+        .collect::<PyResult<_>>()?;
+    let outputs: Vec<Output> = outputs
+        .into_iter()
+        .map(|(owner, amount_fen)| Output {
+            owner,
+            amount_fen,
+            condition: Condition::None,
+        })
+        .collect();
+    let terms = format::LockTerms {
+        beneficiary,
+        releaser,
+        deadline_ms,
+        deadline_capture_fen,
+    };
+    encode_lock_family(
+        py,
+        timestamp_ms,
+        expiry_ms,
+        inputs,
+        outputs,
+        format::LockBody::Lock(terms),
+        reference,
+    )
+}
+
+/// Encode a capture (kind 10, `amount_fen` given) or a release (kind 11, `amount_fen` None) of
+/// `lock_token`, whose payer is `payer`, unsigned.
+#[pyfunction]
+#[pyo3(signature = (lock_token, payer, amount_fen, keep_rest_locked, timestamp_ms, expiry_ms, reference = b"".to_vec()))]
+#[allow(clippy::too_many_arguments)]
+fn encode_lock_use<'py>(
+    py: Python<'py>,
+    lock_token: &[u8],
+    payer: u64,
+    amount_fen: Option<u64>,
+    keep_rest_locked: bool,
+    timestamp_ms: u64,
+    expiry_ms: u64,
+    reference: Vec<u8>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let token = id32(lock_token, "lock token id")?;
+    let body = match amount_fen {
+        Some(amount_fen) => format::LockBody::Capture {
+            payer,
+            amount_fen,
+            keep_rest_locked,
+        },
+        None => format::LockBody::Release { payer },
+    };
+    encode_lock_family(
+        py,
+        timestamp_ms,
+        expiry_ms,
+        vec![token],
+        Vec::new(),
+        body,
+        reference,
+    )
+}
+
 /// A registration as Python passes it (see `encode_admin`).
 type RegistrationTuple = (u8, u8, u64, u64, u16, u32, bool, u8, Vec<u8>);
 
@@ -944,6 +1114,28 @@ fn decode_transaction<'py>(py: Python<'py>, tx: &[u8]) -> PyResult<Bound<'py, Py
             .collect::<Vec<_>>(),
     )?;
     d.set_item("id", PyBytes::new(py, &t.id))?;
+    match &t.lock {
+        Some(format::LockBody::Lock(terms)) => {
+            let l = PyDict::new(py);
+            set_fields!(
+                l,
+                terms,
+                [beneficiary, releaser, deadline_ms, deadline_capture_fen]
+            );
+            d.set_item("lock", l)?;
+        }
+        Some(format::LockBody::Capture {
+            payer,
+            amount_fen,
+            keep_rest_locked,
+        }) => {
+            d.set_item("payer", payer)?;
+            d.set_item("amount_fen", amount_fen)?;
+            d.set_item("keep_rest_locked", keep_rest_locked)?;
+        }
+        Some(format::LockBody::Release { payer }) => d.set_item("payer", payer)?,
+        None => {}
+    }
     if let Some(a) = &t.admin {
         d.set_item("wallet", a.wallet)?;
         if t.kind == Kind::SetClass {
@@ -1236,6 +1428,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(encode_transaction, m)?)?;
     m.add_function(wrap_pyfunction!(decode_transaction, m)?)?;
     m.add_function(wrap_pyfunction!(encode_admin, m)?)?;
+    m.add_function(wrap_pyfunction!(encode_lock, m)?)?;
+    m.add_function(wrap_pyfunction!(encode_lock_use, m)?)?;
     m.add_function(wrap_pyfunction!(transaction_id, m)?)?;
     m.add_function(wrap_pyfunction!(token_id, m)?)?;
     m.add_function(wrap_pyfunction!(frame_batch, m)?)?;
@@ -1248,6 +1442,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(day_report, m)?)?;
     m.add("FORMAT_VERSION", format::FORMAT_VERSION)?;
     m.add("ADMIN_FORMAT_VERSION", format::ADMIN_FORMAT_VERSION)?;
+    m.add("LOCK_FORMAT_VERSION", format::LOCK_FORMAT_VERSION)?;
+    m.add("LOCK_LAPSE_INDEX_FLAG", core::locks::LAPSE_INDEX_FLAG)?;
     m.add("INPUTS_MAX", format::INPUTS_MAX)?;
     m.add("OUTPUTS_MAX", format::OUTPUTS_MAX)?;
     m.add("REFERENCE_LEN_MAX", format::REFERENCE_LEN_MAX)?;

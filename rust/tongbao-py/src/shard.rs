@@ -163,7 +163,8 @@ fn check_count(count: u32) -> PyResult<()> {
     Ok(())
 }
 
-/// Home vshard of each transaction's payer (its first signer), u32 little-endian bytes; a
+/// Home vshard of each transaction's payer (its first signer; for a capture or release, the
+/// payer its body names), u32 little-endian bytes; a
 /// transaction that does not decode or has no signer goes to vshard 0 (which answers it with
 /// its status). Releases the GIL.
 #[pyfunction]
@@ -179,9 +180,15 @@ pub fn payer_vshards<'py>(
         slices
             .iter()
             .flat_map(|raw| {
+                // A capture or release names its payer (signed by the releaser, who may live
+                // elsewhere): it settles where the locked token is.
                 let home = format::decode(raw)
                     .ok()
-                    .and_then(|tx| tx.signatures.first().map(|s| s.signer))
+                    .and_then(|tx| {
+                        tx.lock
+                            .and_then(|l| l.payer())
+                            .or_else(|| tx.signatures.first().map(|s| s.signer))
+                    })
                     .map_or(0, |w| core::home_vshard(w, count));
                 home.to_le_bytes()
             })
