@@ -39,6 +39,7 @@ from tongbao.errors import InvalidArgument, TongbaoError
 from tongbao.operator_cli import add_report, add_wallets
 from tongbao.payroll.cli import add_payroll
 from tongbao.programme_cli import add_programme
+from tongbao.transit.cli import add_transit
 
 #: Exit statuses.
 EXIT_OK = 0
@@ -432,6 +433,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], N
     add_wallets,
     add_report,
     add_programme,
+    add_transit,
 ]
 
 

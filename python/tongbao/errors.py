@@ -111,6 +111,11 @@ class PayrollRunError(TongbaoError):
     the file, or its plan expired before it could be completed. The message says what to do."""
 
 
+class InvalidFareConfig(InvalidArgument):
+    """A transit fare config (network, fare bands, caps) is malformed or inconsistent; the
+    message names the file and the field (``line "Line 3".gaps_m``)."""
+
+
 class InvalidPreset(InvalidArgument):
     """A simulation preset file is malformed or inconsistent; the message names the file and
     the field (``scenario[2].amount.min_fen``)."""
