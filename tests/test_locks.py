@@ -337,3 +337,24 @@ def shard_of_wallet(wallet: int, count: int) -> int:
     from tongbao import shard
 
     return int(shard.home_vshards([wallet], count)[0])
+
+
+def test_day_report_replays_locks_and_deadlines(tmp_path: Path) -> None:
+    """The end-of-day report replays the log on its own reader: locks, captures and the
+    deadline actions opening batches replay there as they settled (a logged OK that settled
+    otherwise would be a CorruptLog)."""
+    path = tmp_path / "ledger"
+    ledger, keys = make_ledger(tb.Ledger.open(path, threads=1))
+    token = held_lock(ledger, keys, amount=700, deadline=T0 + 50, deadline_capture=300)
+    other = held_lock(ledger, keys, amount=900, deadline=T0 + HOUR, deadline_capture=0)
+    # The first lock lapses at the start of this batch; the rider then spends what came back.
+    assert ledger.settle([], T0 + 100).ok
+    spend = ledger.build_payments(keys, [RIDER], [SHOP], [ledger.available_fen(RIDER)], T0 + 100)
+    assert ledger.settle(spend[0], T0 + 100).ok
+    capture = tb.capture(keys, METRO, other, RIDER, 900, False, T0 + 200)
+    assert ledger.settle([capture], T0 + 200).ok
+    ledger.close()
+    report = tb.day_report(path, "2023-11-15")
+    assert report.transactions >= 5
+    assert report.status_counts.get(Status.OK, 0) == report.transactions
+    assert tb.lapse_token_ids(token)[0] != token
