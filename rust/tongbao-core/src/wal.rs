@@ -1725,7 +1725,7 @@ mod tests {
                     b"",
                 );
                 let capture = signed_lock(&keys, capture_body, 101);
-                let (s, _) = ledger.settle(&[lock.clone()], 2_100).unwrap();
+                let (s, _) = ledger.settle(std::slice::from_ref(&lock), 2_100).unwrap();
                 assert_eq!(s, vec![Status::Ok]);
                 let (s, _) = ledger.settle(&[capture.clone(), lock], 2_200).unwrap();
                 assert_eq!(s, vec![Status::Ok, Status::AlreadySettled]);
