@@ -337,3 +337,32 @@ def shard_of_wallet(wallet: int, count: int) -> int:
     from tongbao import shard
 
     return int(shard.home_vshards([wallet], count)[0])
+
+
+def test_day_report_replays_locks_and_deadlines(tmp_path: Path) -> None:
+    """The end-of-day report replays the log on its own reader: locks, captures and the
+    deadline actions opening batches replay there as they settled (a logged OK that settled
+    otherwise would be a CorruptLog)."""
+    path = tmp_path / "ledger"
+    ledger, keys = make_ledger(tb.Ledger.open(path, threads=1))
+    token = held_lock(ledger, keys, amount=700, deadline=T0 + 50, deadline_capture=300)
+    other = held_lock(ledger, keys, amount=900, deadline=T0 + HOUR, deadline_capture=0)
+    # The first lock lapses at the start of this batch; the rider then spends what came back.
+    assert ledger.settle([], T0 + 100).ok
+    spend = ledger.build_payments(keys, [RIDER], [SHOP], [ledger.available_fen(RIDER)], T0 + 100)
+    assert ledger.settle(spend[0], T0 + 100).ok
+    capture = tb.capture(keys, METRO, other, RIDER, 900, False, T0 + 200)
+    assert ledger.settle([capture], T0 + 200).ok
+    # A capture for a merchant of another operator is a flow between the two parties.
+    ledger.open_wallets(keys, [11], tb.WalletKind.OPERATOR)
+    ledger.open_wallets(keys, [510], tb.WalletKind.MERCHANT, operator=11)
+    assert ledger.pay(keys, OP, RIDER, 1_000, T0 + 300).ok
+    lock = ledger.build_lock(keys, RIDER, 800, 510, 510, T0 + HOUR, 0, T0 + 300)
+    partial = tb.capture(keys, 510, tb.lock_token_id(lock), RIDER, 300, True, T0 + 400)
+    assert ledger.settle([lock], T0 + 300).ok and ledger.settle([partial], T0 + 400).ok
+    ledger.close()
+    report = tb.day_report(path, "2023-11-15")
+    assert report.transactions >= 8
+    assert report.status_counts.get(Status.OK, 0) == report.transactions
+    assert report.gross_fen.get((OP, 11)) == 300
+    assert tb.lapse_token_ids(token)[0] != token

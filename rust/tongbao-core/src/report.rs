@@ -370,9 +370,29 @@ fn observe_one(
             *to_others.entry(p).or_insert(0) += o.amount_fen as u128;
         }
     }
+    if matches!(tx.kind, Kind::Capture | Kind::Release) {
+        // No outputs in the body: what it created is the beneficiary's part (index 0, or the
+        // payer's whole value for a release), its sweep, and the payer's rest (index 1). (On a
+        // sharded log a part exported to another shard is not a local token: each shard's
+        // report sees its own side.)
+        for index in [0, SWEEP_INDEX_FLAG, 1] {
+            if let Some((owner, value)) = ledger.token(&token_id(&tx.id, index)) {
+                let p = party(ledger, owner);
+                *in_by.entry(p).or_insert(0) += value as u128;
+                if index == SWEEP_INDEX_FLAG {
+                    entry(report, p).swept_fen += value as u128;
+                }
+            }
+        }
+    }
     let mut involved: Vec<WalletId> = match tx.kind {
         Kind::Issue => in_by.keys().copied().collect(),
-        Kind::Transfer | Kind::Redeem | Kind::Reclaim => out_by.keys().copied().collect(),
+        Kind::Transfer
+        | Kind::Redeem
+        | Kind::Reclaim
+        | Kind::Lock
+        | Kind::Capture
+        | Kind::Release => out_by.keys().copied().collect(),
         _ => signer_party.into_iter().collect(),
     };
     involved.dedup();
@@ -395,7 +415,7 @@ fn observe_one(
             }
         }
         // A reclaim moves value from the holders to the reclaimer, as a transfer does.
-        Kind::Transfer | Kind::Reclaim => {
+        Kind::Transfer | Kind::Reclaim | Kind::Lock | Kind::Capture | Kind::Release => {
             // Net per party, then payers matched to payees in id order (exact for the usual
             // single-payer transfer).
             let mut payers: Vec<(WalletId, u128)> = Vec::new();

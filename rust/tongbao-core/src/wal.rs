@@ -1768,6 +1768,98 @@ mod tests {
         assert!(again.iter().all(|s| *s == Status::AlreadySettled));
     }
 
+    /// Sign a lock-family body with one signer.
+    fn signed_lock(keys: &Keyring, body: Vec<u8>, signer: u64) -> Vec<u8> {
+        let id = tx_id_of_body(&body);
+        let mut tx = body;
+        append_signatures(
+            &mut tx,
+            &[SignatureEntry {
+                signer,
+                signature: keys.get(signer).unwrap().sign(&id),
+            }],
+        );
+        tx
+    }
+
+    #[test]
+    fn locks_survive_reopen_and_snapshots_and_deadlines_replay() {
+        use crate::format::{encode_lock_body, token_id, LockBody, LockTerms};
+        for snapshot_every in [0, 3] {
+            let dir = temp_dir(&format!("locks-{snapshot_every}"));
+            let mut keys = Keyring::new();
+            let (digest, held) = {
+                let (mut ledger, _) =
+                    Ledger::open(&dir, LedgerConfig::default(), options(snapshot_every)).unwrap();
+                setup(&mut ledger, &mut keys);
+                pay_round(&mut ledger, &keys, 2_000);
+                // 100 locks its 1,000 fen token: 600 for 101 (deadline 3,000, 200 then), 400
+                // change; 101 captures 100 and keeps the rest locked; the deadline passes.
+                let input = ledger.wallet(100).unwrap().token_ids()[0];
+                let out = |amount_fen| Output {
+                    owner: 100,
+                    amount_fen,
+                    condition: Condition::None,
+                };
+                let terms = LockTerms {
+                    beneficiary: 101,
+                    releaser: 101,
+                    deadline_ms: 3_000,
+                    deadline_capture_fen: 200,
+                };
+                let body = encode_lock_body(
+                    Kind::Lock,
+                    2_100,
+                    50_000,
+                    &[input],
+                    &[out(600), out(400)],
+                    &LockBody::Lock(terms),
+                    b"",
+                );
+                let lock = signed_lock(&keys, body, 100);
+                let locked = token_id(&tx_id_of_body(&lock[..lock.len() - 73]), 0);
+                let capture_body = encode_lock_body(
+                    Kind::Capture,
+                    2_200,
+                    50_000,
+                    &[locked],
+                    &[],
+                    &LockBody::Capture {
+                        payer: 100,
+                        amount_fen: 100,
+                        keep_rest_locked: true,
+                    },
+                    b"",
+                );
+                let capture = signed_lock(&keys, capture_body, 101);
+                let (s, _) = ledger.settle(std::slice::from_ref(&lock), 2_100).unwrap();
+                assert_eq!(s, vec![Status::Ok]);
+                let (s, _) = ledger.settle(&[capture.clone(), lock], 2_200).unwrap();
+                assert_eq!(s, vec![Status::Ok, Status::AlreadySettled]);
+                assert_eq!(ledger.held_fen(100), 500);
+                assert_eq!(ledger.lock_count(), 1);
+                let held = ledger.held_fen(100);
+                // The deadline passes: 100 more to 101 (200 owed in all), 400 back to 100.
+                ledger.settle::<Vec<u8>>(&[], 3_001).unwrap();
+                assert_eq!(ledger.lock_count(), 0);
+                assert_eq!(ledger.wallet(101).unwrap().balance_fen, 2_000 + 200);
+                assert_eq!(ledger.wallet(100).unwrap().balance_fen, 1_000 - 200);
+                let (s, _) = ledger.settle(&[capture], 3_002).unwrap();
+                assert_eq!(s, vec![Status::AlreadySettled]);
+                ledger.check_invariants().unwrap();
+                (ledger.state_digest(), held)
+            };
+            assert_eq!(held, 500);
+            let (ledger, _) =
+                Ledger::open(&dir, LedgerConfig::default(), options(snapshot_every)).unwrap();
+            assert_eq!(ledger.state_digest(), digest);
+            ledger.check_invariants().unwrap();
+            let audit = audit(&dir, 1).unwrap();
+            assert_eq!(audit.outstanding_fen, 1_000_000);
+            fs::remove_dir_all(&dir).unwrap();
+        }
+    }
+
     #[test]
     fn reopen_rebuilds_the_same_state() {
         let dir = temp_dir("reopen");
