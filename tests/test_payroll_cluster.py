@@ -239,3 +239,22 @@ def test_cli_generate_run_and_status_on_the_cluster(
     spec = gen.PayrollSpec(payees=60)
     employer = ClusterPayrollLedger(two_workers.client, gen.EMPLOYER_ID).wallet(gen.EMPLOYER_ID)
     assert employer is not None and employer.balance_fen == spec.margin_fen
+
+
+def test_large_registrations_go_in_entries_a_worker_handles_within_its_lease(
+    two_workers: Cluster,
+) -> None:
+    client = two_workers.client
+    keys = tb.Keyring()
+    client.register_wallets([7], int(tb.WalletKind.OPERATOR), keys.generate([7], 1, b"x"))
+    n = cluster.REGISTER_CHUNK + 10
+    ids = list(range(1_000, 1_000 + n))
+    classes = [1 + i % 4 for i in range(n)]
+    client.register_wallets(
+        ids, int(tb.WalletKind.PERSONAL), keys.generate(ids, 1, b"x"), wallet_class=classes,
+        operator=7,
+    )  # fmt: skip
+    for w in (ids[0], ids[-1]):  # first and last entry, on a shard other than vshard 0 too
+        for v in (0, VSHARDS - 1):
+            info = client.query([(v, {"q": "wallet", "id": w})])[0]
+            assert (info["wallet_class"], info["operator"]) == (classes[w - 1_000], 7)

@@ -62,6 +62,9 @@ VSHARD_COUNT_DEFAULT = 256
 GROUP = "tongbao"
 #: Most transactions in one stream entry (the client splits larger groups).
 ENTRY_TX_MAX = 4096
+#: Wallets per registration entry: a worker registers an entry's wallets in one go, and an
+#: entry must be handled well within a lease's TTL (a longer one loses the lease every time).
+REGISTER_CHUNK = 4096
 #: Stream entries a client keeps in flight before it waits for results (backpressure): one per
 #: vshard of the default count, so one call keeps every vshard busy. Redis holds at most this
 #: many entries of a client (each up to ENTRY_TX_MAX transactions).
@@ -1231,9 +1234,27 @@ class Cluster:
         **attrs: Any,
     ) -> None:
         """Register wallets on every vshard (the wallet directory is replicated, tokens are
-        not), with the arguments of :meth:`tongbao.Ledger.register_wallets`. Waits until every
-        shard answered; safe to repeat. Raises ``BatchRejected`` with a shard's reason."""
+        not), with the arguments of :meth:`tongbao.Ledger.register_wallets`, in entries of at
+        most ``REGISTER_CHUNK`` wallets. Waits until every shard answered; safe to repeat.
+        Raises ``BatchRejected`` with a shard's reason."""
         n = len(wallet_ids)
+        if n > REGISTER_CHUNK:
+            for start in range(0, n, REGISTER_CHUNK):
+                part = slice(start, start + REGISTER_CHUNK)
+
+                def cut(value: Any, part: slice = part) -> Any:
+                    if isinstance(value, (list, tuple, np.ndarray)):
+                        return list(value[part])
+                    return value
+
+                self.register_wallets(
+                    list(wallet_ids[part]),
+                    cut(kinds),
+                    list(public_keys[part]),
+                    cut(schemes),
+                    **{name: cut(v) for name, v in attrs.items()},
+                )
+            return
 
         def each(value: Any, default: Any) -> list[Any]:
             value = default if value is None else value
