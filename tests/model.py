@@ -428,7 +428,6 @@ def _decode_define(data: bytes, r: _Reader, timestamp_ms: int, expiry_ms: int) -
     )
 
 
-
 def _decode_lock_use(data: bytes, r: _Reader, kind: int, timestamp_ms: int, expiry_ms: int) -> Tx:
     """The rest of a capture (kind 10) or release (kind 11): lock token, payer, and for a
     capture the amount (at least 1 fen) and the flags (0 or 1)."""
@@ -1173,6 +1172,7 @@ class Model:
             part = min(amount, leaving)
             leaving -= part
             spent[w.mcc] = spent.get(w.mcc, 0) + part
+
     def check_lock(self, tx: Tx, now: int) -> tuple[S, Tx | None, Plan | None]:
         """The checks of a lock, capture or release (docs/status-codes.md, "Locks"), in order;
         a capture's plan is the wallet rules' plan of the payment it makes."""

@@ -628,6 +628,7 @@ class Ledger:
             reclaimed_fen=int(d["reclaimed_fen"]),
             outstanding_fen=int(d["outstanding_fen"]),
         )
+
     def held_fen(self, wallet_id: int) -> int:
         """Value held by locks on the wallet's tokens (part of its balance). Raises
         ``UnknownWallet``."""
