@@ -350,7 +350,12 @@ def _lock_from_json(doc: dict[str, Any], kind: Kind) -> bytes:
             terms = _field(doc, "lock")
             body = _core.encode_lock(
                 inputs,
-                _outputs((o["owner"], o["amount_fen"]) for o in _field(doc, "outputs")),
+                [
+                    (owner, amount)
+                    for owner, amount, _ in _outputs(
+                        (o["owner"], o["amount_fen"]) for o in _field(doc, "outputs")
+                    )
+                ],
                 int(terms["beneficiary"]),
                 int(terms["releaser"]),
                 int(terms["deadline_ms"]),
