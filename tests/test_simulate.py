@@ -73,8 +73,18 @@ def test_statuses_account_for_every_submitted_transaction(small: SimulationResul
     assert sum(totals.values()) == small.submitted
     for phase in small.phases.values():
         assert sum(phase.status_counts.values()) == phase.submitted
+    # Transit journeys settle as a hold and a capture each (phase "transit", decision 0016),
+    # every other payment as one transaction of phase "payments".
+    journeys = sum(s.settled_transactions for s in small.scenarios if s.feature == "transit")
+    assert journeys > 0
     pay = small.phases["payments"]
-    assert pay.submitted == small.payments_settled + small.resubmissions + small.double_spends
+    assert pay.submitted == (
+        small.payments_settled - journeys + small.resubmissions + small.double_spends
+    )
+    transit = small.phases["transit"]
+    assert small.transit_locks == small.transit_captures == journeys
+    assert transit.submitted == 2 * journeys
+    assert transit.status_counts == {tb.Status.OK: transit.submitted}
 
 
 def test_engine_rejects_exactly_the_bad_transactions(small: SimulationResult) -> None:
@@ -83,7 +93,7 @@ def test_engine_rejects_exactly_the_bad_transactions(small: SimulationResult) ->
     assert totals[tb.Status.ALREADY_SETTLED] == small.resubmissions
     assert totals[tb.Status.INPUT_SPENT] == small.double_spends
     assert totals[tb.Status.OK] == small.submitted - small.resubmissions - small.double_spends
-    for phase in ("issue", "exchange", "redemption"):
+    for phase in ("issue", "exchange", "transit", "redemption"):
         stats = small.phases[phase]
         assert stats.status_counts == {tb.Status.OK: stats.submitted}
     assert small.phases["exchange"].submitted == 1_000 + 40
@@ -99,9 +109,14 @@ def test_supply_is_conserved(small: SimulationResult) -> None:
 
 
 def test_engine_receipts_count_exactly_the_value_paid(small: SimulationResult) -> None:
-    """Receipts' value moved (change excluded) = exchange + pilot payments."""
-    assert small.value_moved_fen == (small.phases["exchange"].paid_fen + small.payments_amount_fen)
-    assert small.phases["payments"].paid_fen == small.payments_amount_fen
+    """Receipts' value moved (transfers only, change excluded) = exchange + pilot payments other
+    than transit journeys (captures are not transfers: the simulator counts their fares)."""
+    transfers = small.payments_amount_fen - small.phases["transit"].paid_fen
+    assert small.value_moved_fen == small.phases["exchange"].paid_fen + transfers
+    paid = small.phases["payments"].paid_fen + small.phases["transit"].paid_fen
+    assert paid == small.payments_amount_fen
+    transit = next(s for s in small.scenarios if s.feature == "transit")
+    assert small.phases["transit"].paid_fen == transit.settled_amount_fen > 0
 
 
 def test_json_report_is_plain_data(small: SimulationResult) -> None:
@@ -127,7 +142,8 @@ def test_summary_tables_render(small: SimulationResult) -> None:
         "INPUT_SPENT",
         "Operator positions",
         "City Commercial Bank",
-        "transit fare: plain payment for now",
+        "transit journey: hold at tap-in, capture at tap-out",
+        "transit tap-in: holds",
         "salary run",
         small.state_digest.hex()[:16],
         format_yuan(small.balances_fen),
@@ -154,7 +170,19 @@ def test_each_scenario_uses_its_engine_feature() -> None:
     sim.settler = recorder
     result = sim.run()
     assert result.state_digest == Simulation(SMALL).run().state_digest  # the seam changes nothing
-    payments = [tb.decode(tx) for batch in recorder.batches[-5:-1] for tx in batch]
+    decoded = [tb.decode(tx) for batch in recorder.batches[-13:-1] for tx in batch]
+    payments = [d for d in decoded if d["kind"] == tb.Kind.TRANSFER]
+    # Transit journeys: a hold at tap-in, a capture at tap-out, both naming the operator.
+    taps = Counter(d["reference"].split(b"/")[0] for d in decoded if d["kind"] != tb.Kind.TRANSFER)
+    assert taps[b"TAP-IN"] == taps[b"TAP-OUT"] > 0
+    for d in decoded:
+        if d["kind"] == tb.Kind.LOCK:
+            assert d["reference"].startswith(b"TAP-IN/")
+            terms = d["lock"]
+            assert int(d["reference"].split(b"/")[1]) == terms["beneficiary"] == terms["releaser"]
+            assert terms["deadline_capture_fen"] == d["outputs"][0][1] >= 100  # the hold
+        elif d["kind"] == tb.Kind.CAPTURE:
+            assert d["reference"].startswith(b"TAP-OUT/") and d["amount_fen"] > 0
     refs = Counter(d["reference"].split(b"/")[0] for d in payments)
     assert refs[b"UTIL"] > 0 and refs[b"SALARY"] > 0 and refs[b""] > 0
     for d in payments:

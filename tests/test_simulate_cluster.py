@@ -19,8 +19,12 @@ ARGS = ["simulate", "--preset", "small-city", "--scale", "0.02", "--batch-size",
 def test_workers_two_gives_the_embedded_content_digest(
     tmp_path: Path, redis_server: RedisServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # A cluster settles transit journeys as plain payments (docs/decisions/0016): the embedded
+    # run takes the same path, so the digests compare every other scenario and the journeys.
     embedded = simulate.Simulation(
-        simulate.SimulationConfig(preset="small-city", scale=0.02, batch_size=256)
+        simulate.SimulationConfig(
+            preset="small-city", scale=0.02, batch_size=256, transit="payments"
+        )
     ).run()
     out = tmp_path / "cluster.json"
     code = cli.main(

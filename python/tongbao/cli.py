@@ -177,6 +177,14 @@ def add_simulate(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         help="with --workers: the workers' ledger directories (default: a new temporary directory)",
     )
     p.add_argument(
+        "--transit",
+        choices=simulate.TRANSIT_MODES,
+        default=defaults.transit,
+        help="how transit journeys settle: holds (LOCK of the max fare at tap-in, CAPTURE of "
+        "the fare at tap-out), payments (one plain payment each), auto (holds embedded, "
+        "payments with --redis; default: %(default)s)",
+    )
+    p.add_argument(
         "--quiet", action="store_true", help="no progress bar and no summary (errors only)"
     )
     p.set_defaults(handler=run_simulate)
@@ -194,6 +202,7 @@ def config_from_args(args: argparse.Namespace) -> simulate.SimulationConfig:
         verify_signatures=args.verify,
         ledger_path=None if args.ledger is None else str(args.ledger),
         redis_url=args.redis,
+        transit=args.transit,
     )
     config.validate()
     if args.redis is None and (args.workers or args.data is not None):

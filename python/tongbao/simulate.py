@@ -19,8 +19,10 @@ This is what ``tongbao simulate`` (and ``make demo``) runs. A preset
 5. **payments**: the scenario mix in time order over the preset's window, in batches; each
    scenario uses the engine feature it needs (merchant payments, bills and taxes with a
    reference per payment, person-to-person transfers, salary runs as multi-output transfers
-   from corporate wallets, transit fares as plain payments for now). A small share of
-   deliberately bad transactions (resubmissions, double spends) is mixed in and counted apart.
+   from corporate wallets, transit journeys through the transit package's holds: a LOCK at
+   tap-in, a CAPTURE of the fare at tap-out, see :meth:`Simulation._journeys`). A small share
+   of deliberately bad transactions (resubmissions, double spends) is mixed in and counted
+   apart.
 6. **redemption**: each operator redeems half of its unused reserve.
 
 Then the supply is checked (issued - redeemed = outstanding = sum of all balances, and
@@ -63,6 +65,8 @@ from tongbao.cluster import Cluster, wait_idle
 from tongbao.errors import InvalidArgument, InvariantViolation
 from tongbao.presets import ENGINE_FEATURES, Preset, ScaledFigures, load_preset, scale_figures
 from tongbao.simulate_cluster import IDLE_TIMEOUT_S, ClusterSettler
+from tongbao.transit import holds
+from tongbao.transit.fares import load_network
 from tongbao.types import Scheme, Status, WalletKind
 
 #: Wallet id ranges by kind (ids are ``base + index``).
@@ -72,8 +76,19 @@ MERCHANT_BASE = 100_000
 CORPORATE_BASE = 1_000_000
 PERSON_BASE = 100_000_000
 
-#: Names of the phases that submit transactions, in order.
-PHASES = ("issue", "exchange", "payments", "redemption")
+#: Names of the phases that submit transactions, in order. ``transit`` is the locks (tap-in)
+#: and captures (tap-out) of transit journeys; it runs interleaved with ``payments``.
+PHASES = ("issue", "exchange", "payments", "transit", "redemption")
+
+#: How transit journeys settle: ``holds`` (a LOCK of the network's maximum fare at tap-in, a
+#: CAPTURE of the fare at tap-out), ``payments`` (one plain payment per journey), or ``auto``
+#: (holds embedded, payments on a cluster: docs/decisions/0016-simulator-transit.md).
+TRANSIT_MODES = ("auto", "holds", "payments")
+
+#: The metro network whose maximum fare is held at tap-in and whose time limit is the hold's
+#: deadline (:mod:`tongbao.transit.fares`).
+TRANSIT_NETWORK = "chongqing-metro"
+
 
 #: Progress phases (units): wallets opened, customers funded, payments planned.
 PROGRESS_PHASES = ("wallets", "exchange", "payments")
@@ -144,6 +159,13 @@ class SimulationConfig:
     ledger_path: str | None = None
     #: Settle on the cluster behind this Redis (its workers running) instead of embedded.
     redis_url: str | None = None
+    #: How transit journeys settle, one of :data:`TRANSIT_MODES`.
+    transit: str = "auto"
+
+    @property
+    def transit_holds(self) -> bool:
+        """Whether transit journeys settle as holds (LOCK + CAPTURE) rather than payments."""
+        return self.transit == "holds" or (self.transit == "auto" and self.redis_url is None)
 
     def validate(self) -> None:
         """Check every field; raise :class:`tongbao.InvalidArgument` naming the first bad one."""
@@ -151,6 +173,14 @@ class SimulationConfig:
             raise InvalidArgument(
                 "ledger_path: a cluster run keeps its ledgers with the workers; give "
                 "redis_url or ledger_path, not both"
+            )
+        if self.transit not in TRANSIT_MODES:
+            raise InvalidArgument(
+                f"transit must be one of {', '.join(TRANSIT_MODES)}, got {self.transit!r}"
+            )
+        if self.transit == "holds" and self.redis_url is not None:
+            raise InvalidArgument(
+                "transit: holds are not settled on a cluster yet; use auto or payments there"
             )
         if self.ledger_path is not None:
             path = Path(self.ledger_path)
@@ -278,6 +308,9 @@ class SimulationResult:
     #: On a cluster: vshards, waves, status mismatches against the client's mirror, and the
     #: cluster's combined content digest (must equal ``content_digest``).
     cluster: dict[str, Any] | None = None
+    #: Transit journeys settled as holds: LOCKs submitted (tap-in) and CAPTUREs (tap-out).
+    transit_locks: int = 0
+    transit_captures: int = 0
 
     @property
     def submitted(self) -> int:
@@ -374,6 +407,8 @@ class SimulationResult:
                 "wallet_openings": self.wallet_openings,
                 "issue_transactions": self.phases["issue"].submitted,
                 "exchange_transactions": self.phases["exchange"].submitted,
+                "transit_locks": self.transit_locks,
+                "transit_captures": self.transit_captures,
                 "redemption_transactions": self.phases["redemption"].submitted,
             },
             "adversarial": {
@@ -641,6 +676,14 @@ class Simulation:
         self._redeemed_fen = 0
         self._resubmissions = 0
         self._double_spends = 0
+        self._transit_locks = 0
+        self._transit_captures = 0
+        self._max_fare_fen = 0
+        self._time_limit_ms = 0
+        if config.transit_holds:
+            network = load_network(TRANSIT_NETWORK)
+            self._max_fare_fen = network.max_fare_fen
+            self._time_limit_ms = network.time_limit_ms
         self._started = 0.0
         self._plan: _Plan | None = None
 
@@ -1079,12 +1122,14 @@ class Simulation:
         preset = self.preset
         batch = self.config.batch_size
         is_salary = plan.payee == -1
+        transit = [sc.feature == "transit" for sc in preset.scenarios]
+        is_journey = np.array(transit, dtype=bool)[plan.scenario] & self.config.transit_holds
         references = [sc.reference.encode() for sc in preset.scenarios]
         for start in range(0, len(plan.scenario), batch):
             rows = np.arange(start, min(start + batch, len(plan.scenario)))
             self.now_ms = max(self.now_ms + 1, int(plan.batch_ms[start]))
             t0 = time.perf_counter()
-            simple = rows[~is_salary[rows]]
+            simple = rows[~is_salary[rows] & ~is_journey[rows]]
             refs: bytes | list[bytes] = b""
             if any(references[s] for s in set(plan.scenario[simple].tolist())):
                 refs = [
@@ -1143,7 +1188,96 @@ class Simulation:
                             plan.payslip_end[r] - plan.payslip_start[r] for r in mine.tolist()
                         )
                 self.phases["payments"].paid_fen += int(paid.sum())
+            self._journeys(plan, rows[is_journey[rows]])
             self._progress("payments", len(rows))
+
+    def _journeys(self, plan: _Plan, rows: npt.NDArray[np.intp]) -> None:
+        """Transit journeys of one batch through holds (``docs/locks.md``): at tap-in a LOCK of
+        the network's maximum fare (the planned fare if larger: a taxi) to the transit operator
+        (the planned payee, beneficiary and releaser), deadline the network's time limit, an
+        incomplete journey paying the hold; at tap-out a final CAPTURE of the planned fare, the
+        rest back to the rider. The hold is never more than the rider's balance. One journey is
+        one payment, worth the fare captured; a rider's journeys of one batch go in rounds
+        (its first journeys, then its second ones...), each round one batch of locks and one of
+        captures, after the batch's other payments, so nothing else spends while value is held.
+        The locks are built by :meth:`tongbao.Ledger.build_locks`, the captures by
+        :func:`tongbao.transit.holds.capture`, as the transit engine does."""
+        if not len(rows):
+            return
+        stats = self.phases["transit"]
+        # Round of each journey: how many earlier journeys its rider has in this batch.
+        payers = plan.payer[rows]
+        order = np.argsort(payers, kind="stable")
+        first = np.ones(len(order), dtype=bool)
+        first[1:] = payers[order][1:] != payers[order][:-1]
+        starts = np.flatnonzero(first)
+        rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.append(starts, len(order))))
+        round_of = np.empty(len(rows), dtype=np.int64)
+        round_of[order] = rank
+        for r in range(int(round_of.max()) + 1):
+            journey = rows[round_of == r]
+            riders = plan.payer[journey].tolist()
+            operators = plan.payee[journey].tolist()
+            fares = plan.amount[journey].tolist()
+            self.now_ms += 1
+            t0 = time.perf_counter()
+            balances = self.ledger.balances(riders).tolist()
+            held = [
+                max(fare, min(self._max_fare_fen, int(balance)))
+                for fare, balance in zip(fares, balances, strict=True)
+            ]
+            deadline = self.now_ms + self._time_limit_ms
+            requests = [
+                tb.LockRequest(rider, h, op, op, deadline, h, f"TAP-IN/{op}/{row:09d}".encode())
+                for rider, op, h, row in zip(riders, operators, held, journey.tolist(), strict=True)
+            ]
+            locks, skipped = self.ledger.build_locks(
+                self.keyring,
+                requests,
+                self.now_ms,
+                expiry_ms=self.now_ms + holds.TX_VALIDITY_MS,
+                skip_insufficient=True,
+            )
+            settlement = self._settle("transit", locks, time.perf_counter() - t0)
+            self._transit_locks += len(locks)
+            built = np.delete(np.arange(len(journey)), skipped)
+            locked = np.zeros(len(journey), dtype=bool)
+            if settlement is not None:
+                locked[built] = settlement.statuses == Status.OK
+            lock_of = dict(zip(built.tolist(), locks, strict=True))
+            # Tap-out: capture the fare, signed by the operator (the releaser).
+            self.now_ms += 1
+            t0 = time.perf_counter()
+            done = np.flatnonzero(locked)
+            captures = [
+                holds.capture(
+                    holds.lock_token_id(lock_of[i]),
+                    riders[i],
+                    fares[i],
+                    False,
+                    self.now_ms,
+                    f"TAP-OUT/{operators[i]}/{int(journey[i]):09d}".encode(),
+                )
+                for i in done.tolist()
+            ]
+            signed = (
+                self.keyring.sign([c.body for c in captures], [[operators[i]] for i in done])
+                if captures
+                else []
+            )
+            settlement = self._settle("transit", signed, time.perf_counter() - t0)
+            self._transit_captures += len(signed)
+            captured = np.zeros(len(journey), dtype=bool)
+            if settlement is not None:
+                captured[done] = settlement.statuses == Status.OK
+            scen = plan.scenario[journey]
+            paid = int(plan.amount[journey][captured].sum())
+            for i, stats_i in enumerate(self.scenarios):
+                mine = scen == i
+                stats_i.settled_transactions += int((mine & captured).sum())
+                stats_i.failed += int((mine & ~captured).sum())
+                stats_i.settled_amount_fen += int(plan.amount[journey][mine & captured].sum())
+            stats.paid_fen += paid
 
     def _redeem(self) -> None:
         self.now_ms = max(self.now_ms + 1, self.preset.end_ms)
@@ -1246,6 +1380,8 @@ class Simulation:
             receipt_hash=ledger.last_receipt_hash,
             content_digest=ledger.content_digest(),
             cluster=self._cluster_check(),
+            transit_locks=self._transit_locks,
+            transit_captures=self._transit_captures,
             threads=ledger.threads,
             start_ms=preset.start_ms,
             end_ms=self.now_ms,

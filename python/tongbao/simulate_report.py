@@ -155,6 +155,15 @@ def summary_tables(result: SimulationResult) -> list[Table]:
         f"{result.phases['exchange'].submitted:,}",
         format_yuan(result.phases["exchange"].paid_fen),
     )
+    if result.transit_locks or result.transit_captures:
+        setup.add_row(
+            "transit tap-in: holds (LOCK of the max fare)", f"{result.transit_locks:,}", ""
+        )
+        setup.add_row(
+            "transit tap-out: fares captured (CAPTURE; each a journey above)",
+            f"{result.transit_captures:,}",
+            format_yuan(result.phases["transit"].paid_fen),
+        )
     setup.add_row(
         "redemption: operators to deposits",
         f"{result.phases['redemption'].submitted:,}",
@@ -283,7 +292,7 @@ def charts(result: SimulationResult) -> dict[str, str]:
 
     out = {}
     fig, ax = plt.subplots(figsize=(8, 3.6))
-    for phase in ("exchange", "payments"):
+    for phase in ("exchange", "payments", "transit"):
         points = [b for b in result.batches if b.phase == phase and b.settle_s > 0]
         if points:
             ax.plot(
