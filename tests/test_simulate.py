@@ -142,7 +142,7 @@ def test_summary_tables_render(small: SimulationResult) -> None:
         "INPUT_SPENT",
         "Operator positions",
         "City Commercial Bank",
-        "transit journey: hold at tap-in, capture at tap-out",
+        "transit: hold, then capture",
         "transit tap-in: holds",
         "salary run",
         small.state_digest.hex()[:16],
@@ -211,6 +211,17 @@ def test_deterministic_for_a_seed_and_independent_of_threads(small: SimulationRe
     assert digest(dataclasses.replace(SMALL, seed=12)) != small.state_digest
 
 
+def test_transit_as_plain_payments_keeps_the_figures(small: SimulationResult) -> None:
+    """``transit="payments"`` (what a cluster run does): one plain payment per journey, the
+    same counts and amounts, no locks; a different ledger (other transactions, other tokens)."""
+    plain = Simulation(dataclasses.replace(SMALL, transit="payments")).run()
+    assert plain.figures_match and plain.supply_ok
+    assert plain.transit_locks == plain.transit_captures == plain.phases["transit"].submitted == 0
+    assert plain.payments_amount_fen == small.payments_amount_fen
+    assert plain.value_moved_fen == plain.phases["exchange"].paid_fen + plain.payments_amount_fen
+    assert plain.content_digest != small.content_digest
+
+
 def test_no_verify_settles_the_same(small: SimulationResult) -> None:
     assert digest(dataclasses.replace(SMALL, verify_signatures=False)) == small.state_digest
 
@@ -256,6 +267,8 @@ def test_durable_run_passes_the_log_audit(tmp_path: Path) -> None:
         ({"batch_size": tb.BATCH_TX_COUNT_MAX}, "batch_size must be at most"),
         ({"threads": 1.5}, "threads must be an integer"),
         ({"seed": -1}, "seed must be an integer >= 0"),
+        ({"transit": "bus"}, "transit must be one of auto, holds, payments"),
+        ({"transit": "holds", "redis_url": "redis://127.0.0.1:1"}, "holds are not settled on"),
     ],
 )
 def test_bad_config_is_refused(change: dict[str, object], message: str) -> None:

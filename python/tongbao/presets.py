@@ -66,7 +66,7 @@ PAYEE_KINDS = ("merchant", "corporate", "personal")
 ENGINE_FEATURES = {
     "merchant": "merchant payment",
     "bill": "bill/tax, reference per payment",
-    "transit": "transit journey: hold at tap-in, capture at tap-out",
+    "transit": "transit: hold, then capture",
     "p2p": "person-to-person transfer",
     "salary": "salary run: multi-output transfer",
 }
