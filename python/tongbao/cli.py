@@ -181,8 +181,7 @@ def add_simulate(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         choices=simulate.TRANSIT_MODES,
         default=defaults.transit,
         help="how transit journeys settle: holds (LOCK of the max fare at tap-in, CAPTURE of "
-        "the fare at tap-out), payments (one plain payment each), auto (holds embedded, "
-        "payments with --redis; default: %(default)s)",
+        "the fare at tap-out) or payments (one plain payment each; default: %(default)s)",
     )
     p.add_argument(
         "--quiet", action="store_true", help="no progress bar and no summary (errors only)"

@@ -81,9 +81,9 @@ PERSON_BASE = 100_000_000
 PHASES = ("issue", "exchange", "payments", "transit", "redemption")
 
 #: How transit journeys settle: ``holds`` (a LOCK of the network's maximum fare at tap-in, a
-#: CAPTURE of the fare at tap-out), ``payments`` (one plain payment per journey), or ``auto``
-#: (holds embedded, payments on a cluster: docs/decisions/0016-simulator-transit.md).
-TRANSIT_MODES = ("auto", "holds", "payments")
+#: CAPTURE of the fare at tap-out; embedded and on a cluster) or ``payments`` (one plain
+#: payment per journey, as before the transit engine): docs/decisions/0016-simulator-transit.md.
+TRANSIT_MODES = ("holds", "payments")
 
 #: The metro network whose maximum fare is held at tap-in and whose time limit is the hold's
 #: deadline (:mod:`tongbao.transit.fares`).
@@ -160,12 +160,12 @@ class SimulationConfig:
     #: Settle on the cluster behind this Redis (its workers running) instead of embedded.
     redis_url: str | None = None
     #: How transit journeys settle, one of :data:`TRANSIT_MODES`.
-    transit: str = "auto"
+    transit: str = "holds"
 
     @property
     def transit_holds(self) -> bool:
         """Whether transit journeys settle as holds (LOCK + CAPTURE) rather than payments."""
-        return self.transit == "holds" or (self.transit == "auto" and self.redis_url is None)
+        return self.transit == "holds"
 
     def validate(self) -> None:
         """Check every field; raise :class:`tongbao.InvalidArgument` naming the first bad one."""
@@ -177,10 +177,6 @@ class SimulationConfig:
         if self.transit not in TRANSIT_MODES:
             raise InvalidArgument(
                 f"transit must be one of {', '.join(TRANSIT_MODES)}, got {self.transit!r}"
-            )
-        if self.transit == "holds" and self.redis_url is not None:
-            raise InvalidArgument(
-                "transit: holds are not settled on a cluster yet; use auto or payments there"
             )
         if self.ledger_path is not None:
             path = Path(self.ledger_path)
