@@ -326,9 +326,10 @@ QUERIES = ("wallet", "payee_states", "unspent", "outflow_room", "last_timestamp_
 def query_ledger(ledger: Ledger, request: dict[str, Any]) -> bytes:
     """Answer one read of a vshard's ledger as JSON bytes (see :data:`QUERIES`): ``wallet``
     (its fields, or null), ``payee_states`` (four lists), ``unspent`` (the spendable tokens,
-    :meth:`tongbao.Ledger.spendable`: [[token hex, fen]], null if unknown), ``outflow_room`` ([cap or null, room or null]), ``last_timestamp_ms``,
-    ``digest`` (the shard's share of the content digest,
-    :func:`tongbao.shard.content_parts`). Raises ``InvalidArgument`` for an unknown read.
+    :meth:`tongbao.Ledger.spendable`: [[token hex, fen]], null if unknown), ``outflow_room``
+    ([cap or null, room or null]), ``last_timestamp_ms``, ``digest`` (the shard's share of the
+    content digest, :func:`tongbao.shard.content_parts`). Raises ``InvalidArgument`` for an
+    unknown read.
 
     >>> import tongbao as tb
     >>> ledger = tb.Ledger()
