@@ -283,3 +283,28 @@ def test_offline_gate_queue_survives_the_gate_and_reconciles_once_across_restart
     assert ledger.balance(OP) == op_after and ledger.content_digest() == digest
     assert ledger.supply().outstanding_fen == ISSUED
     ledger.check_invariants()
+
+
+def test_a_batch_the_ledger_refused_whole_is_not_settled_on_recovery(tmp_path: Path) -> None:
+    """``BatchRejected`` (here: a batch time going backwards) settles nothing; the journal says
+    so, and recovery does not settle it either: the resent taps are decided afresh, once."""
+    funds = {2001: 5_000, 2002: 5_000}
+    ledger = tb.Ledger.open(tmp_path / "ledger", threads=1)
+    keys, cards = build_world(ledger, funds)
+    engine = TransitEngine(ledger, keys, NET, OP, journal=tmp_path / "journal")
+    engine.register_cards(list(funds))
+    assert engine.process([cards[2001].tap(1, 3, Direction.IN, T0)], T0)[0].outcome == Outcome.OPEN
+    late = [cards[2002].tap(1, 3, Direction.IN, T0 - MIN)]
+    with pytest.raises(tb.BatchRejected):
+        engine.process(late, T0 - MIN)
+    ledger.close()
+    del engine, ledger
+    ledger = tb.Ledger.open(tmp_path / "ledger", threads=1)
+    engine = TransitEngine(ledger, keys, NET, OP, journal=tmp_path / "journal")
+    engine.register_cards(list(funds))
+    assert ledger.wallet(2002).held_fen == 0  # type: ignore[union-attr]
+    d = engine.process(late, T0 + MIN)[0]
+    assert d.outcome == Outcome.OPEN and not d.repeat and d.statuses == (tb.Status.OK,)
+    assert engine.replayed_records == 1 and engine.stats.holds_placed == 2
+    assert ledger.wallet(2002).held_fen == NET.max_fare_fen  # type: ignore[union-attr]
+    ledger.check_invariants()

@@ -692,7 +692,12 @@ class TransitEngine:
             self._journal.append({"seq": seq, **record}, sync=bool(txs))
             if not txs:
                 return []
-            statuses = self.ledger.settle(txs, now_ms).statuses.tolist()
+            try:
+                statuses = self.ledger.settle(txs, now_ms).statuses.tolist()
+            except tb.BatchRejected:
+                # Refused whole, nothing settled: recovery must not settle it either.
+                self._journal.append({"op": "rejected", "seq": seq}, sync=True)
+                raise
         self._journal.append({"op": "done", "seq": seq, "st": statuses}, sync=False)
         return statuses
 
@@ -702,12 +707,15 @@ class TransitEngine:
             return
         records, self._journal.records = self._journal.records, []
         self._done = {r["seq"]: r["st"] for r in records if r["op"] == "done"}
+        rejected = {r["seq"] for r in records if r["op"] == "rejected"}
         self._rest_override = {
             bytes.fromhex(r["tap"]): _unhex(r["tx"]) for r in records if r["op"] == "rest"
         }
         self._replaying = True
         try:
             for r in records:
+                if r.get("seq") in rejected and r["op"] != "rejected":
+                    continue
                 if r["op"] == "taps":
                     self._seq = r["seq"]
                     self._lock_override = {
