@@ -28,6 +28,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Protocol
 
 import numpy as np
 
@@ -178,6 +179,11 @@ class TransitEngine:
     :meth:`process` or :meth:`grant_allowances` call: its journeys, decided taps and daily-cap
     counters are back, a batch that was journaled but not settled is settled, and a resent tap
     is answered as a repeat (no second hold, nothing charged twice).
+
+    ``settler``: where batches settle, when not on ``ledger`` itself: an object with
+    ``settle(txs, timestamp_ms) -> Settlement``. On the cluster ``ledger`` is the client's
+    mirror (the wallet-side view LOCKs are built from) and the settler a
+    :class:`tongbao.simulate_cluster.ClusterSettler` over it (``tongbao transit burst --redis``).
     """
 
     def __init__(
@@ -189,6 +195,7 @@ class TransitEngine:
         *,
         verify_threads: int = 1,
         journal: str | os.PathLike[str] | None = None,
+        settler: _Settler | None = None,
     ) -> None:
         if ledger.wallet(operator) is None:
             raise tb.UnknownWallet(f"operator wallet {operator} is not registered", operator)
@@ -197,6 +204,7 @@ class TransitEngine:
         self.network = network
         self.operator = operator
         self.verify_threads = verify_threads
+        self.settler: _Settler = ledger if settler is None else settler
         self.journeys: dict[int, Journey] = {}
         #: Journeys whose deadline passed (charged the maximum fare by the core), until the
         #: card taps again: a late tap-out is told so instead of being refused.
@@ -678,7 +686,7 @@ class TransitEngine:
         seq = self._seq
         self._seq += 1
         if self._journal is None:
-            return self.ledger.settle(txs, now_ms).statuses.tolist() if txs else []
+            return self.settler.settle(txs, now_ms).statuses.tolist() if txs else []
         if self._replaying:
             done = self._done.get(seq)
             if done is not None or not txs:
@@ -686,14 +694,14 @@ class TransitEngine:
             at = max(now_ms, self.ledger.last_timestamp_ms)
             statuses = [
                 int(tb.Status.OK) if s == tb.Status.ALREADY_SETTLED else s
-                for s in self.ledger.settle(txs, at).statuses.tolist()
+                for s in self.settler.settle(txs, at).statuses.tolist()
             ]
         else:
             self._journal.append({"seq": seq, **record}, sync=bool(txs))
             if not txs:
                 return []
             try:
-                statuses = self.ledger.settle(txs, now_ms).statuses.tolist()
+                statuses = self.settler.settle(txs, now_ms).statuses.tolist()
             except tb.BatchRejected:
                 # Refused whole, nothing settled: recovery must not settle it either.
                 self._journal.append({"op": "rejected", "seq": seq}, sync=True)
@@ -746,6 +754,10 @@ class TransitEngine:
     def charged_today(self, card: int, time_ms: int) -> int:
         """Fares charged to ``card`` on ``time_ms``'s Shanghai day (as the engine counts)."""
         return self._charged.get((card, shanghai_day(time_ms)), 0)
+
+
+class _Settler(Protocol):
+    def settle(self, batch: Sequence[bytes], timestamp_ms: int) -> tb.Settlement: ...
 
 
 def _hex(tx: bytes | None) -> str | None:
