@@ -178,7 +178,8 @@ class TransitEngine:
     directory and journal (cards registered again first) replays the journal on its first
     :meth:`process` or :meth:`grant_allowances` call: its journeys, decided taps and daily-cap
     counters are back, a batch that was journaled but not settled is settled, and a resent tap
-    is answered as a repeat (no second hold, nothing charged twice).
+    is answered as a repeat (no second hold, nothing charged twice); :meth:`recover` does it
+    at once.
 
     ``settler``: where batches settle, when not on ``ledger`` itself: an object with
     ``settle(txs, timestamp_ms) -> Settlement``. On the cluster ``ledger`` is the client's
@@ -257,7 +258,7 @@ class TransitEngine:
         """Lock ``amount_fen`` of each wallet to the operator as its offline allowance for
         ``days`` (what is not used goes back at the deadline). One batch; returns the statuses.
         The cards must then be told (:meth:`tongbao.transit.taps.Card` ``allowance_left_fen``)."""
-        self._recover()
+        self.recover()
         ids = [int(w) for w in wallet_ids]
         deadline = timestamp_ms + days * _DAY_MS
         if self._allow_override is not None:
@@ -358,7 +359,7 @@ class TransitEngine:
         :data:`TAPS_PER_CALL_MAX` taps."""
         if len(taps) > TAPS_PER_CALL_MAX:
             raise tb.InvalidArgument(f"at most {TAPS_PER_CALL_MAX} taps per call")
-        self._recover()
+        self.recover()
         self._lapse(now_ms)
         verified = self._verify(taps)
         decisions: list[Decision | None] = [None] * len(taps)
@@ -709,8 +710,11 @@ class TransitEngine:
         self._journal.append({"op": "done", "seq": seq, "st": statuses}, sync=False)
         return statuses
 
-    def _recover(self) -> None:
-        """Replay the journal found at start-up, once (see the class docstring)."""
+    def recover(self) -> None:
+        """Replay the journal found at start-up, once (see the class docstring); later calls do
+        nothing. :meth:`process` calls it first; call it yourself (cards registered) before
+        reading ``ledger.last_timestamp_ms`` for the next batch time: replay may settle a
+        journaled batch and move the ledger's clock."""
         if self._journal is None or not self._journal.records or self._replaying:
             return
         records, self._journal.records = self._journal.records, []
