@@ -1379,6 +1379,25 @@ class Cluster:
             [(bytes.fromhex(a[0]), *(int(x) for x in a[1:])) for a in answers]  # type: ignore[misc]
         )
 
+    def tick(self, timestamp_ms: int) -> None:
+        """Send an empty batch at ``timestamp_ms`` to every vshard: a clock tick. A shard
+        applies due lock deadlines only when it settles a batch; an idle one applies them at
+        the tick (``docs/cluster.md``). Raises ``BatchRejected`` and ``ClusterTimeout``."""
+        empty = _core.frame_batch([])
+        entries = [
+            (v, {"op": "settle", "batch": empty, "ts": int(timestamp_ms)}, np.zeros(0, np.intp))
+            for v in range(self.vshard_count)
+        ]
+        errors: list[str] = []
+
+        def on_reply(item: _Pending, data: bytes) -> None:
+            if data[:1] != b"S":
+                errors.append(f"vshard {item.vshard}: {data[1:].decode(errors='replace')}")
+
+        self._run(entries, on_reply)
+        if errors:
+            raise BatchRejected("; ".join(errors[:5]))
+
     def settle(
         self, batch: Sequence[bytes], timestamp_ms: int | None = None
     ) -> npt.NDArray[np.uint8]:

@@ -43,7 +43,9 @@ from typing import Any
 import numpy as np
 
 import tongbao as tb
+from tongbao.cluster import Cluster, wait_idle
 from tongbao.errors import InvalidArgument
+from tongbao.simulate_cluster import ClusterSettler
 from tongbao.transit.engine import Outcome, TransitEngine, outcome_counts
 from tongbao.transit.fares import Network, load_network
 from tongbao.transit.gates import OfflineGate, apply_decision, reconcile
@@ -85,6 +87,7 @@ class BurstConfig:
     network: str = "chongqing-metro"
     threads: int = 0
     ledger_path: str | None = None
+    redis_url: str | None = None
 
     def validate(self, network: Network) -> None:
         """Raise ``InvalidArgument`` naming the option that is out of range."""
@@ -160,6 +163,9 @@ class BurstResult:
     supply_ok: bool
     supply: dict[str, int]
     series: dict[str, list[float]] = field(default_factory=dict)
+    #: On the cluster (``--redis``): every status matched the client's mirror and the cluster's
+    #: content digest equals the mirror's at the end. None when embedded.
+    cluster_ok: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -194,7 +200,7 @@ class _Plan:
     stale: int
 
 
-def _plan(config: BurstConfig, network: Network) -> _Plan:
+def _plan(config: BurstConfig, network: Network, start: int) -> _Plan:
     rng = np.random.default_rng(config.seed)
     n_in = round(config.taps * ENTRY_SHARE)
     n_out = config.taps - n_in
@@ -206,7 +212,6 @@ def _plan(config: BurstConfig, network: Network) -> _Plan:
     # Warm-up riders: entered before the window; the exit riders' exit differs from entry.
     n_warm = n_out + n_stale
     warm_entry = rng.choice(station_ids, size=n_warm, p=weights)
-    start = START_MS
     entry_ms = rng.integers(start - 85 * 60_000, start - 5 * 60_000, size=n_warm)
     limit = network.time_limit_ms
     entry_ms[n_out:] = start - limit - rng.integers(1_000, 5 * 60_000, size=n_stale)
@@ -268,10 +273,14 @@ CENTRAL_BANK = 1
 
 
 def _setup(
-    config: BurstConfig, network: Network, plan: _Plan
+    config: BurstConfig, network: Network, plan: _Plan, start: int, client: Cluster | None
 ) -> tuple[tb.Ledger, tb.Keyring, TransitEngine]:
-    """Wallets, funds, allowances and the warm-up journeys, through the engine, untimed."""
-    if config.ledger_path is None:
+    """Wallets, funds, allowances and the warm-up journeys, through the engine, untimed. On
+    the cluster (``client``) the returned ledger is the client's mirror (signatures off) and
+    the engine settles through a :class:`ClusterSettler` over it."""
+    if client is not None:
+        ledger = tb.Ledger(threads=config.threads, verify_signatures=False)
+    elif config.ledger_path is None:
         ledger = tb.Ledger(threads=config.threads)
     else:
         ledger = tb.Ledger.open(config.ledger_path, threads=config.threads)
@@ -281,17 +290,35 @@ def _setup(
     ids = [c.wallet_id for c in plan.cards]
     publics = [keys.add(c.wallet_id, int(c.scheme), c.secret) for c in plan.cards]
     ledger.register_wallets(ids, tb.WalletKind.PERSONAL, publics)
-    t = START_MS - 6 * 3_600_000
+    settle: Any = ledger.settle
+    engine_settler = None
+    if client is not None:
+        for wallet, kind in (
+            (CENTRAL_BANK, tb.WalletKind.CENTRAL_BANK),
+            (OPERATOR, tb.WalletKind.OPERATOR),
+        ):
+            client.register_wallets([wallet], kind, [keys.public_key(wallet)])
+        client.register_wallets(ids, tb.WalletKind.PERSONAL, publics)
+        settle = ClusterSettler(client, ledger).settle
+        engine_settler = ClusterSettler(client, ledger, wait_credits=False)
+    t = start - 6 * 3_600_000
     total = RIDER_FUNDS_FEN * len(ids)
-    assert ledger.settle([tb.issue(keys, CENTRAL_BANK, [(OPERATOR, total)], t)], t).ok
+    assert settle([tb.issue(keys, CENTRAL_BANK, [(OPERATOR, total)], t)], t).ok
     step = tb.BATCH_TX_COUNT_MAX // 16
     for lo in range(0, len(ids), step):
         payees = ids[lo : lo + step]
         txs, _ = ledger.build_payments(
             keys, [OPERATOR] * len(payees), payees, [RIDER_FUNDS_FEN] * len(payees), t
         )
-        assert ledger.settle(txs, t).ok
-    engine = TransitEngine(ledger, keys, network, OPERATOR, verify_threads=config.threads or 0)
+        assert settle(txs, t).ok
+    engine = TransitEngine(
+        ledger,
+        keys,
+        network,
+        OPERATOR,
+        verify_threads=config.threads or 0,
+        settler=engine_settler,
+    )
     engine.register_cards(ids)
     statuses = engine.grant_allowances(ids, ALLOWANCE_FEN, t)
     assert all(code == tb.Status.OK for code in statuses)
@@ -317,9 +344,13 @@ def run_burst(config: BurstConfig, on_progress: Callable[[str], None] | None = N
     config.validate(network)
     setup_started = time.perf_counter()
     say("planning taps")
-    plan = _plan(config, network)
+    # On the cluster the ledger clock is the workers' wall clock (they clamp batch times to
+    # it): the window starts now. Embedded, it starts at a fixed morning peak.
+    start = START_MS if config.redis_url is None else int(time.time() * 1000)
+    plan = _plan(config, network, start)
     say(f"setting up {len(plan.cards):,} riders")
-    ledger, _keys, engine = _setup(config, network, plan)
+    client = None if config.redis_url is None else Cluster(config.redis_url)
+    ledger, _keys, engine = _setup(config, network, plan, start, client)
     supply_before = ledger.supply()
     operator_before = ledger.balance(OPERATOR)
     fares_before = engine.stats.fares_charged_fen
@@ -332,7 +363,7 @@ def run_burst(config: BurstConfig, on_progress: Callable[[str], None] | None = N
     taps: list[Tap | None] = [None] * n
     for k in np.flatnonzero(online).tolist():
         card = plan.cards[int(plan.tap_card[k])]
-        ms = START_MS + int(plan.arrivals_s[k] * 1000)
+        ms = start + int(plan.arrivals_s[k] * 1000)
         taps[k] = card.tap(
             int(plan.tap_gate[k]),
             int(plan.tap_station[k]),
@@ -368,7 +399,7 @@ def run_burst(config: BurstConfig, on_progress: Callable[[str], None] | None = N
                 local = gate.tap(
                     plan.cards[int(plan.tap_card[i])],
                     Direction(int(plan.tap_direction[i])),
-                    START_MS + int(arrivals[i] * 1000),
+                    start + int(arrivals[i] * 1000),
                 )
                 done = time.perf_counter()
                 offline_ms.append((done - started) * 1000)
@@ -380,7 +411,7 @@ def run_burst(config: BurstConfig, on_progress: Callable[[str], None] | None = N
         ):
             take = [pending.popleft() for _ in range(min(config.batch_max, len(pending)))]
             backlog = len(take) + len(pending)
-            now_ms = max(START_MS + int(now * 1000), ledger.last_timestamp_ms)
+            now_ms = max(start + int(now * 1000), ledger.last_timestamp_ms)
             batch = [taps[k] for k in take]
             decisions = engine.process(batch, now_ms)  # type: ignore[arg-type]
             done = time.perf_counter() - t0
@@ -405,13 +436,29 @@ def run_burst(config: BurstConfig, on_progress: Callable[[str], None] | None = N
     # Reconcile the offline gates, twice: the second must charge nothing.
     say("reconciling offline gates")
     started = time.perf_counter()
-    rec_now = max(START_MS + int(wall_s * 1000) + 60_000, ledger.last_timestamp_ms)
+    rec_now = max(start + int(wall_s * 1000) + 60_000, ledger.last_timestamp_ms)
+    if client is not None:
+        # Idle shards apply due deadlines (the stale journeys' maximum fares) only at their
+        # next batch: a clock tick to every vshard, then the credits to the operator.
+        client.tick(rec_now)
+        wait_idle(client.redis, 120.0)
     reconciled = reconcile(engine, list(gates.values()), rec_now)
     reconcile_s = time.perf_counter() - started
     before_again = ledger.balance(OPERATOR)
     again = reconcile(engine, list(gates.values()), rec_now + 1_000)
     again_charged = ledger.balance(OPERATOR) - before_again
     assert all(d.repeat for d in again)
+    cluster_ok = None
+    if client is not None:
+        # Every status the cluster gave matched the mirror's; once the deadlines due by the
+        # last batch are applied everywhere (a tick) and the credits imported, the cluster holds
+        # what the mirror holds.
+        client.tick(ledger.last_timestamp_ms)
+        wait_idle(client.redis, 120.0)
+        settler = engine.settler
+        assert isinstance(settler, ClusterSettler)
+        cluster_ok = not settler.mismatches and client.content_digest() == ledger.content_digest()
+        client.close()
 
     supply = ledger.supply()
     ledger.check_invariants()
@@ -468,6 +515,7 @@ def run_burst(config: BurstConfig, on_progress: Callable[[str], None] | None = N
             "balances_fen": balances_total,
         },
         series=series,
+        cluster_ok=cluster_ok,
     )
 
 

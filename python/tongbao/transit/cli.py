@@ -79,7 +79,8 @@ def add_transit(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
         "reconciled after the window (twice: the second must charge nothing). Reports "
         "tap-to-decision latency p50/p99/p999, taps/s, backlog, holds outstanding, fares "
         "charged and a supply check; --plot writes a PNG. Exit status 0 when the supply and "
-        "fare checks pass, 1 otherwise. --redis (the cluster) is not built yet.",
+        "fare checks pass, 1 otherwise. --redis URL: settle on a running cluster instead "
+        "(start its workers first; docs/transit.md).",
     )
     defaults = burst_mod.BurstConfig()
     b.add_argument("--taps", type=_positive_int, default=defaults.taps, metavar="N")
@@ -129,7 +130,30 @@ def add_transit(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
         metavar="DIR",
         help="a durable ledger in DIR (new or empty; fsync per batch)",
     )
-    b.add_argument("--redis", metavar="URL", help="not built yet: refused")
+    b.add_argument(
+        "--redis",
+        metavar="URL",
+        help="settle on the cluster at URL; the engine builds from a client mirror, checked "
+        "against the cluster at the end",
+    )
+    b.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --redis: start N worker processes for the run (vshards split evenly) and "
+        "stop them after; 0 uses workers already running (default: %(default)s)",
+    )
+    b.add_argument(
+        "--vshards",
+        type=_positive_int,
+        default=16,
+        metavar="N",
+        help="with --redis: vshards of a new cluster (default: %(default)s)",
+    )
+    b.add_argument(
+        "--data", type=Path, metavar="DIR", help="with --workers: the workers' ledger directories"
+    )
     b.add_argument("--json", type=Path, metavar="PATH", help="write the result as JSON")
     b.add_argument("--plot", type=Path, metavar="PATH", help="write a PNG of rate and latency")
     b.set_defaults(handler=run_burst)
@@ -152,8 +176,12 @@ def run_fare(args: argparse.Namespace, console: Console) -> int:
 
 def run_burst(args: argparse.Namespace, console: Console) -> int:
     """Run ``tongbao transit burst`` and print the report."""
-    if args.redis is not None:
-        raise InvalidArgument("--redis: the burst on the cluster is not built yet (embedded only)")
+    from tongbao.cli import start_simulation_workers  # the CLI imports this module
+
+    if args.redis is not None and args.ledger is not None:
+        raise InvalidArgument("--ledger and --redis: the cluster's workers keep the ledgers")
+    if args.redis is None and (args.workers or args.data is not None):
+        raise InvalidArgument("--workers and --data need --redis")
     for path in (args.json, args.plot):
         if path is not None and not path.parent.is_dir():
             raise InvalidArgument(f"no such directory: {path.parent}")
@@ -168,9 +196,15 @@ def run_burst(args: argparse.Namespace, console: Console) -> int:
         network=args.network,
         threads=args.threads,
         ledger_path=None if args.ledger is None else str(args.ledger),
+        redis_url=args.redis,
     )
-    with console.status("transit burst...") as status:
-        result = burst_mod.run_burst(config, lambda text: status.update(text))
+    pool = start_simulation_workers(args)
+    try:
+        with console.status("transit burst...") as status:
+            result = burst_mod.run_burst(config, lambda text: status.update(text))
+    finally:
+        if pool is not None:
+            pool.stop_all()
     render(result, console)
     if args.json is not None:
         args.json.write_bytes(
@@ -178,7 +212,7 @@ def run_burst(args: argparse.Namespace, console: Console) -> int:
         )
     if args.plot is not None:
         burst_mod.plot(result, args.plot)
-    if not (result.supply_ok and result.fares_ok):
+    if not (result.supply_ok and result.fares_ok and result.cluster_ok is not False):
         print("tongbao transit burst: supply or fare check FAILED", file=sys.stderr)
         return 1
     return 0
@@ -236,6 +270,14 @@ def render(result: burst_mod.BurstResult, console: Console) -> None:
             f"{'OK' if result.supply_ok else 'FAILED'}",
         ),
     ]
+    if result.cluster_ok is not None:
+        rows.append(
+            (
+                "cluster",
+                "statuses and content digest = the client mirror's: "
+                + ("OK" if result.cluster_ok else "MISMATCH"),
+            )
+        )
     for k, v in rows:
         t.add_row(k, v)
     console.print(t)

@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Protocol
 
 import numpy as np
 
@@ -34,6 +36,7 @@ import tongbao as tb
 from tongbao import _core
 from tongbao.transit import holds
 from tongbao.transit.fares import Network
+from tongbao.transit.journal import Journal
 from tongbao.transit.taps import NO_ENTRY, Direction, Tap
 
 #: A second tap-in at the same station within this time is the same entry (a rider tapping
@@ -169,6 +172,19 @@ class TransitEngine:
     keys (a card authorises its hold by its signed tap; the engine signs the LOCK body with the
     rider's wallet key on the card's behalf: in this simulation the keyring stands in for the
     card's secure element). Raises ``UnknownWallet`` if the operator is not registered.
+
+    ``journal``: a path for the engine's write-ahead journal (:mod:`tongbao.transit.journal`;
+    use it with a durable ledger, ``Ledger.open``). A restarted engine given the same ledger
+    directory and journal (cards registered again first) replays the journal on its first
+    :meth:`process` or :meth:`grant_allowances` call: its journeys, decided taps and daily-cap
+    counters are back, a batch that was journaled but not settled is settled, and a resent tap
+    is answered as a repeat (no second hold, nothing charged twice); :meth:`recover` does it
+    at once.
+
+    ``settler``: where batches settle, when not on ``ledger`` itself: an object with
+    ``settle(txs, timestamp_ms) -> Settlement``. On the cluster ``ledger`` is the client's
+    mirror (the wallet-side view LOCKs are built from) and the settler a
+    :class:`tongbao.simulate_cluster.ClusterSettler` over it (``tongbao transit burst --redis``).
     """
 
     def __init__(
@@ -179,6 +195,8 @@ class TransitEngine:
         operator: int,
         *,
         verify_threads: int = 1,
+        journal: str | os.PathLike[str] | None = None,
+        settler: _Settler | None = None,
     ) -> None:
         if ledger.wallet(operator) is None:
             raise tb.UnknownWallet(f"operator wallet {operator} is not registered", operator)
@@ -187,6 +205,7 @@ class TransitEngine:
         self.network = network
         self.operator = operator
         self.verify_threads = verify_threads
+        self.settler: _Settler = ledger if settler is None else settler
         self.journeys: dict[int, Journey] = {}
         #: Journeys whose deadline passed (charged the maximum fare by the core), until the
         #: card taps again: a late tap-out is told so instead of being refused.
@@ -202,6 +221,16 @@ class TransitEngine:
         self._pruned_at_ms = 0
         #: (deadline, card, tap id) of every journey opened, the earliest first.
         self._deadlines: list[tuple[int, int, bytes]] = []
+        # Crash safety (see journal): settle calls are numbered; replay reuses what was built.
+        self._journal = None if journal is None else Journal(journal)
+        self._seq = 0
+        self._replaying = False
+        self._done: dict[int, list[int]] = {}
+        self._lock_override: dict[bytes, bytes | None] | None = None
+        self._allow_override: list[bytes | None] | None = None
+        self._rest_override: dict[bytes, bytes | None] = {}
+        #: Journal records replayed at recovery (0: none, or no journal).
+        self.replayed_records = 0
 
     # -- cards ---------------------------------------------------------------------------------
 
@@ -229,21 +258,33 @@ class TransitEngine:
         """Lock ``amount_fen`` of each wallet to the operator as its offline allowance for
         ``days`` (what is not used goes back at the deadline). One batch; returns the statuses.
         The cards must then be told (:meth:`tongbao.transit.taps.Card` ``allowance_left_fen``)."""
+        self.recover()
         ids = [int(w) for w in wallet_ids]
         deadline = timestamp_ms + days * _DAY_MS
-        txs = holds.build_locks(
-            self.ledger,
-            self.keyring,
-            ids,
-            [amount_fen] * len(ids),
-            self.operator,
-            [deadline] * len(ids),
-            [0] * len(ids),
-            timestamp_ms,
-            [b"tb-allowance"] * len(ids),
-        )
+        if self._allow_override is not None:
+            txs = self._allow_override
+        else:
+            txs = holds.build_locks(
+                self.ledger,
+                self.keyring,
+                ids,
+                [amount_fen] * len(ids),
+                self.operator,
+                [deadline] * len(ids),
+                [0] * len(ids),
+                timestamp_ms,
+                [b"tb-allowance"] * len(ids),
+            )
         batch = [tx for tx in txs if tx is not None]
-        statuses = iter(self.ledger.settle(batch, timestamp_ms).statuses.tolist())
+        record = {
+            "op": "allow",
+            "ids": ids,
+            "amount": amount_fen,
+            "ts": timestamp_ms,
+            "days": days,
+            "locks": [_hex(tx) for tx in txs],
+        }
+        statuses = iter(self._settle(batch, timestamp_ms, record))
         result = []
         for w, tx in zip(ids, txs, strict=True):
             if tx is None:
@@ -318,6 +359,7 @@ class TransitEngine:
         :data:`TAPS_PER_CALL_MAX` taps."""
         if len(taps) > TAPS_PER_CALL_MAX:
             raise tb.InvalidArgument(f"at most {TAPS_PER_CALL_MAX} taps per call")
+        self.recover()
         self._lapse(now_ms)
         verified = self._verify(taps)
         decisions: list[Decision | None] = [None] * len(taps)
@@ -373,17 +415,21 @@ class TransitEngine:
             capture_tx_at.setdefault(i, []).append(len(txs))
             txs.append(tx)
             tx_owner.append(i)
-        lock_txs = holds.build_locks(
-            self.ledger,
-            self.keyring,
-            [taps[i].card for i, _, _ in lock_requests],
-            [a for _, a, _ in lock_requests],
-            self.operator,
-            [d for _, _, d in lock_requests],
-            [a for _, a, _ in lock_requests],
-            now_ms,
-            [taps[i].tap_id[:16] for i, _, _ in lock_requests],
-        )
+        if self._lock_override is not None:
+            override = self._lock_override
+            lock_txs = [override.get(taps[i].tap_id) for i, _, _ in lock_requests]
+        else:
+            lock_txs = holds.build_locks(
+                self.ledger,
+                self.keyring,
+                [taps[i].card for i, _, _ in lock_requests],
+                [a for _, a, _ in lock_requests],
+                self.operator,
+                [d for _, _, d in lock_requests],
+                [a for _, a, _ in lock_requests],
+                now_ms,
+                [taps[i].tap_id[:16] for i, _, _ in lock_requests],
+            )
         lock_tx_at: dict[int, int] = {}
         for (i, _, _), lock_tx in zip(lock_requests, lock_txs, strict=True):
             if lock_tx is None:
@@ -393,9 +439,19 @@ class TransitEngine:
             txs.append(lock_tx)
             tx_owner.append(i)
 
-        statuses: list[int] = []
-        if txs:
-            statuses = self.ledger.settle(txs, now_ms).statuses.tolist()
+        record: dict[str, object] = {}
+        if self._journal is not None and not self._replaying:
+            record = {
+                "op": "taps",
+                "now": now_ms,
+                "offline": offline,
+                "taps": [t.encode().hex() for t in taps],
+                "locks": {
+                    taps[i].tap_id.hex(): _hex(tx)
+                    for (i, _, _), tx in zip(lock_requests, lock_txs, strict=True)
+                },
+            }
+        statuses = self._settle(txs, now_ms, record)
 
         # Apply outcomes.
         for i, (amount, deadline) in ((i, (a, d)) for i, a, d in lock_requests):
@@ -550,18 +606,24 @@ class TransitEngine:
         payment to the operator, settled at once); flag it."""
         uncollected = 0
         if rest:
-            txs, _ = self.ledger.build_payments(
-                self.keyring,
-                [tap.card],
-                [self.operator],
-                [rest],
-                now_ms,
-                reference=b"tb-fare-rest" + tap.tap_id[:16],
-                skip_insufficient=True,
-            )
+            if self._replaying:
+                built = self._rest_override.get(tap.tap_id)
+                txs = [] if built is None else [built]
+            else:
+                txs, _ = self.ledger.build_payments(
+                    self.keyring,
+                    [tap.card],
+                    [self.operator],
+                    [rest],
+                    now_ms,
+                    reference=b"tb-fare-rest" + tap.tap_id[:16],
+                    skip_insufficient=True,
+                )
+            record = {"op": "rest", "tap": tap.tap_id.hex(), "tx": _hex(txs[0] if txs else None)}
+            settled = self._settle(txs, now_ms, record)
             status = tb.Status.VALUE_MISMATCH
             if txs:
-                status = tb.Status(int(self.ledger.settle(txs, now_ms).statuses[0]))
+                status = tb.Status(int(settled[0]))
             statuses = (*statuses, int(status))
             if status != tb.Status.OK:
                 uncollected = rest
@@ -615,6 +677,77 @@ class TransitEngine:
             )
         decisions[i] = self._collect_rest(tap, now_ms, fare, rest, flags, (status,))
 
+    # -- crash safety --------------------------------------------------------------------------
+
+    def _settle(self, txs: list[bytes], now_ms: int, record: Mapping[str, object]) -> list[int]:
+        """Every ledger call of the engine: journal ``record`` (fsynced when there is something
+        to settle), settle, journal the statuses. While replaying, a batch whose statuses were
+        journaled is not settled again; one that was not is settled now (``ALREADY_SETTLED``:
+        it had settled before the crash, read as ``OK``)."""
+        seq = self._seq
+        self._seq += 1
+        if self._journal is None:
+            return self.settler.settle(txs, now_ms).statuses.tolist() if txs else []
+        if self._replaying:
+            done = self._done.get(seq)
+            if done is not None or not txs:
+                return done or []
+            at = max(now_ms, self.ledger.last_timestamp_ms)
+            statuses = [
+                int(tb.Status.OK) if s == tb.Status.ALREADY_SETTLED else s
+                for s in self.settler.settle(txs, at).statuses.tolist()
+            ]
+        else:
+            self._journal.append({"seq": seq, **record}, sync=bool(txs))
+            if not txs:
+                return []
+            try:
+                statuses = self.settler.settle(txs, now_ms).statuses.tolist()
+            except tb.BatchRejected:
+                # Refused whole, nothing settled: recovery must not settle it either.
+                self._journal.append({"op": "rejected", "seq": seq}, sync=True)
+                raise
+        self._journal.append({"op": "done", "seq": seq, "st": statuses}, sync=False)
+        return statuses
+
+    def recover(self) -> None:
+        """Replay the journal found at start-up, once (see the class docstring); later calls do
+        nothing. :meth:`process` calls it first; call it yourself (cards registered) before
+        reading ``ledger.last_timestamp_ms`` for the next batch time: replay may settle a
+        journaled batch and move the ledger's clock."""
+        if self._journal is None or not self._journal.records or self._replaying:
+            return
+        records, self._journal.records = self._journal.records, []
+        self._done = {r["seq"]: r["st"] for r in records if r["op"] == "done"}
+        rejected = {r["seq"] for r in records if r["op"] == "rejected"}
+        self._rest_override = {
+            bytes.fromhex(r["tap"]): _unhex(r["tx"]) for r in records if r["op"] == "rest"
+        }
+        self._replaying = True
+        try:
+            for r in records:
+                if r.get("seq") in rejected and r["op"] != "rejected":
+                    continue
+                if r["op"] == "taps":
+                    self._seq = r["seq"]
+                    self._lock_override = {
+                        bytes.fromhex(k): _unhex(v) for k, v in r["locks"].items()
+                    }
+                    taps = [Tap.decode(bytes.fromhex(t)) for t in r["taps"]]
+                    self.process(taps, r["now"], offline=r["offline"])
+                elif r["op"] == "allow":
+                    self._seq = r["seq"]
+                    self._allow_override = [_unhex(v) for v in r["locks"]]
+                    self.grant_allowances(r["ids"], r["amount"], r["ts"], r["days"])
+                else:
+                    continue
+                self.replayed_records += 1
+        finally:
+            self._replaying = False
+            self._lock_override = self._allow_override = None
+            self._done, self._rest_override = {}, {}
+        self._seq = 1 + max((r["seq"] for r in records), default=-1)
+
     # -- reads ---------------------------------------------------------------------------------
 
     @property
@@ -625,6 +758,18 @@ class TransitEngine:
     def charged_today(self, card: int, time_ms: int) -> int:
         """Fares charged to ``card`` on ``time_ms``'s Shanghai day (as the engine counts)."""
         return self._charged.get((card, shanghai_day(time_ms)), 0)
+
+
+class _Settler(Protocol):
+    def settle(self, batch: Sequence[bytes], timestamp_ms: int) -> tb.Settlement: ...
+
+
+def _hex(tx: bytes | None) -> str | None:
+    return None if tx is None else tx.hex()
+
+
+def _unhex(text: str | None) -> bytes | None:
+    return None if text is None else bytes.fromhex(text)
 
 
 def outcome_counts(decisions: Sequence[Decision]) -> dict[str, int]:

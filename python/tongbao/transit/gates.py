@@ -43,7 +43,8 @@ from dataclasses import dataclass, field
 
 from tongbao.transit.engine import Decision, TransitEngine
 from tongbao.transit.fares import Network
-from tongbao.transit.taps import NO_ENTRY, Card, Direction, Tap
+from tongbao.transit.journal import TapQueue
+from tongbao.transit.taps import NO_ENTRY, TAP_LEN, Card, Direction, Tap
 
 
 def apply_decision(card: Card, tap: Tap, decision: Decision, allowance_used_fen: int = 0) -> None:
@@ -88,13 +89,27 @@ class LocalDecision:
 @dataclass
 class OfflineGate:
     """A gate with no link to the engine (see the module docstring). ``card_key`` looks up a
-    card's ``(scheme, public key)`` in the gate's downloaded key list (None: unknown card)."""
+    card's ``(scheme, public key)`` in the gate's downloaded key list (None: unknown card).
+
+    ``queue_path``: keep the queue in this append-only file too; a tap is fsynced there before
+    the gate opens, and a gate restarted on the same file starts with the taps it had queued."""
 
     gate_id: int
     station: int
     network: Network
     card_key: Callable[[int], tuple[int, bytes] | None]
     queue: list[Tap] = field(default_factory=list)
+    queue_path: str | None = None
+
+    def __post_init__(self) -> None:
+        self._store = None if self.queue_path is None else TapQueue(self.queue_path, TAP_LEN)
+        if self._store is not None:
+            self.queue.extend(Tap.decode(b) for b in self._store.load())
+
+    def _enqueue(self, tap: Tap) -> None:
+        if self._store is not None:
+            self._store.append(tap.encode())
+        self.queue.append(tap)
 
     def tap(self, card: Card, direction: Direction, time_ms: int) -> LocalDecision:
         """Decide locally; on yes write the card and queue the tap."""
@@ -107,7 +122,7 @@ class OfflineGate:
         if direction == Direction.IN:
             if card.allowance_left_fen < self.network.max_fare_fen:
                 return LocalDecision(False, "offline allowance below the maximum fare")
-            self.queue.append(tap)
+            self._enqueue(tap)
             card.enter(self.station, time_ms)
             card.entry_offline = True
             return LocalDecision(True, "entered on the offline allowance")
@@ -116,12 +131,12 @@ class OfflineGate:
         fare = self.network.fare(card.entry_station, self.station)
         if not card.entry_offline:
             # The journey's hold (placed online) pays; reconciliation captures it.
-            self.queue.append(tap)
+            self._enqueue(tap)
             card.leave(0)
             return LocalDecision(True, "left; the hold pays", fare)
         if card.allowance_left_fen < fare:
             return LocalDecision(False, "offline allowance below the fare", fare)
-        self.queue.append(tap)
+        self._enqueue(tap)
         card.leave(fare)
         return LocalDecision(True, "left on the offline allowance", fare)
 
