@@ -124,3 +124,52 @@ def test_sigkill_mid_issue_then_rerun_issues_exactly_once(tmp_path: Path) -> Non
         assert crashed.content_digest() == uninterrupted.content_digest()
         wallets = [w for w, _ in programme.allocations] + [programme.issuer]
         assert [crashed.balance(w) for w in wallets] == [uninterrupted.balance(w) for w in wallets]
+
+
+def test_issue_txs_without_funding_skips_what_was_issued() -> None:
+    """The check-what-was-issued path: after the first chunks settled, a second call builds
+    only the rest; a third builds nothing; an ``issued_fen`` that is not a run of this
+    programme's chunks is refused."""
+    t = pg.shanghai_ms("2026-01-27T00:00:00")
+    programme = pg.parse_programme(
+        {
+            "programme": {
+                "name": "resume", "condition": 77, "issuer": 700,
+                "not_before": "2026-01-28T00:00:00", "valid_until": "2026-01-31T00:00:00",
+                "recipients": {"first": 30_000, "count": 3_500},
+            },
+            "red_envelope": {"total_fen": 9_999_999, "seed": "resume"},
+        }
+    )  # fmt: skip
+    ledger, keys = tb.Ledger(threads=1), tb.Keyring()
+    ledger.open_wallets(keys, [1], tb.WalletKind.CENTRAL_BANK)
+    ledger.open_wallets(keys, [2], tb.WalletKind.OPERATOR)
+    ledger.open_wallets(keys, [700], tb.WalletKind.CORPORATE, operator=2)
+    recipients = [w for w, _ in programme.allocations]
+    ledger.open_wallets(keys, recipients, tb.WalletKind.PERSONAL, operator=2)
+    budget = programme.budget_fen
+    assert ledger.settle([tb.issue(keys, 1, [(2, budget + 5_000)], t)], t).ok
+    pay, _ = ledger.build_payments(keys, [2], [700], [budget + 5_000], t)
+    assert ledger.settle(pay, t).ok
+    assert ledger.settle([programme.define_tx(keys, t)], t).ok
+
+    first = programme.issue_txs(ledger, keys, t)
+    assert len(first) == 4
+    assert ledger.settle(first[:2], t).ok  # "crash" after two chunks
+    rest = programme.issue_txs(ledger, keys, t)
+    assert len(rest) == 2
+    assert ledger.settle(rest, t).ok
+    assert programme.issue_txs(ledger, keys, t) == []
+    info = ledger.condition(77)
+    assert info is not None and info.issued_fen == budget
+    held: dict[int, int] = {}
+    for _token, owner, value in ledger.condition_tokens(77):
+        held[owner] = held.get(owner, 0) + value
+    assert held == dict(programme.allocations)
+    assert ledger.balance(700) == 5_000
+    ledger.check_invariants()
+
+    # Another programme with the same condition id and other amounts: refused, not re-issued.
+    other = pg.Programme(**{**programme.__dict__, "allocations": ((30_000, 3),)})
+    with pytest.raises(tb.InvalidArgument, match="not the sum of a first run"):
+        other.issue_txs(ledger, keys, t)
