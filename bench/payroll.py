@@ -55,6 +55,11 @@ def hwm_mb(pid: int | str = "self") -> float:
     return 0.0
 
 
+def log(line: str) -> None:
+    """Progress of the (untimed) setup steps, on stderr."""
+    print(line, file=sys.stderr, flush=True)
+
+
 def reset_hwm() -> None:
     """Reset this process's peak RSS (Linux: write 5 to clear_refs), so the next phase's peak
     is its own."""
@@ -158,11 +163,15 @@ def cluster_compare(
         d = Path(tmp)
         spec = gen.PayrollSpec(payees=payees, seed=42)
         file = d / ("payroll.csv" if fmt == "csv" else "payroll.xml")
+        t0 = time.perf_counter()
         (gen.write_csv if fmt == "csv" else gen.write_pain001)(spec, file)
+        log(f"{payees:,}: file written in {time.perf_counter() - t0:.1f} s")
         keys = tb.Keyring()
         keys.generate([spec.employer], int(tb.Scheme.ED25519), b"tongbao")
         with tb.Ledger.open(d / "ledger") as ledger:
+            t0 = time.perf_counter()
             gen.setup_world(ledger, tb.Keyring(), spec)
+            log(f"{payees:,}: embedded world in {time.perf_counter() - t0:.1f} s")
             reset_hwm()
             rss_before = current_rss_mb()
             t = time.perf_counter()
@@ -185,6 +194,7 @@ def cluster_compare(
                 "rss_mb_before": round(rss_before),
             }
         )
+        log(json.dumps(rows[-1]))
         for workers in worker_counts:
             server = RedisServer(d / f"redis{workers}")
             server.start()
@@ -196,9 +206,11 @@ def cluster_compare(
                 ranges = ["all"] if workers == 1 else [f"0-{half - 1}", f"{half}-{vshards - 1}"]
                 names = [pool.start(r) for r in ranges]
                 with cluster.Cluster(server.url, vshard_count=vshards, timeout_s=600) as client:
+                    t0 = time.perf_counter()
                     gen.setup_world(
                         tb.Ledger(verify_signatures=False), tb.Keyring(), spec, cluster=client
                     )
+                    log(f"{payees:,}: cluster world in {time.perf_counter() - t0:.1f} s")
                     reset_hwm()
                     rss_before = current_rss_mb()
                     t = time.perf_counter()
@@ -232,6 +244,7 @@ def cluster_compare(
                     "worker_peak_rss_mb": worker_peaks,
                 }
             )
+            log(json.dumps(rows[-1]))
     return rows
 
 
