@@ -282,8 +282,33 @@ fn batch(
         *start = Some(holdings(ledger));
     }
     report.batches += 1;
-    // The batch's deadline actions (locks.rs) open it, once, before its transactions.
+    // The batch's deadline actions (locks.rs) open it, once, before its transactions. What they
+    // move between parties (the beneficiary's part) is booked as a flow, like a capture.
+    let due = ledger
+        .locks
+        .deadlines
+        .first()
+        .is_some_and(|&(deadline_ms, _)| deadline_ms < timestamp_ms);
+    let before = due.then(|| holdings(ledger));
     ledger.lapse_locks(timestamp_ms);
+    if let Some(before) = before {
+        let after = holdings(ledger);
+        let parties: std::collections::BTreeSet<WalletId> =
+            before.keys().chain(after.keys()).copied().collect();
+        let (mut payers, mut payees) = (Vec::new(), Vec::new());
+        for p in parties {
+            let (b, a) = (
+                before.get(&p).copied().unwrap_or(0),
+                after.get(&p).copied().unwrap_or(0),
+            );
+            if b > a {
+                payers.push((p, b - a));
+            } else if a > b {
+                payees.push((p, a - b));
+            }
+        }
+        book_flows(report, payers, payees);
+    }
     if let Some((statuses, _)) = &outcome {
         if statuses.len() != txs.len() {
             return Err(corrupt(
@@ -307,6 +332,33 @@ fn batch(
         }
     }
     Ok(false)
+}
+
+/// Book value moved from `payers` to `payees` (party, net amount), matched in party id order
+/// (exact for the usual single payer): the gross matrix and each side's value out and in.
+fn book_flows(
+    report: &mut DayReport,
+    mut payers: Vec<(WalletId, u128)>,
+    mut payees: Vec<(WalletId, u128)>,
+) {
+    let (mut a, mut b) = (0, 0);
+    while a < payers.len() && b < payees.len() {
+        let v = payers[a].1.min(payees[b].1);
+        *report
+            .gross_fen
+            .entry((payers[a].0, payees[b].0))
+            .or_insert(0) += v;
+        entry(report, payers[a].0).value_out_fen += v;
+        entry(report, payees[b].0).value_in_fen += v;
+        payers[a].1 -= v;
+        payees[b].1 -= v;
+        if payers[a].1 == 0 {
+            a += 1;
+        }
+        if payees[b].1 == 0 {
+            b += 1;
+        }
+    }
 }
 
 fn count_rejected(ledger: &Ledger, report: &mut DayReport, raw: &[u8]) {
@@ -433,24 +485,7 @@ fn observe_one(
                 let internal = to_others.get(&p).copied().unwrap_or(0).min(o).min(i);
                 entry(report, p).internal_fen += internal;
             }
-            let (mut a, mut b) = (0, 0);
-            while a < payers.len() && b < payees.len() {
-                let v = payers[a].1.min(payees[b].1);
-                *report
-                    .gross_fen
-                    .entry((payers[a].0, payees[b].0))
-                    .or_insert(0) += v;
-                entry(report, payers[a].0).value_out_fen += v;
-                entry(report, payees[b].0).value_in_fen += v;
-                payers[a].1 -= v;
-                payees[b].1 -= v;
-                if payers[a].1 == 0 {
-                    a += 1;
-                }
-                if payees[b].1 == 0 {
-                    b += 1;
-                }
-            }
+            book_flows(report, payers, payees);
         }
         _ => {}
     }
