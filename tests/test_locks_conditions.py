@@ -74,3 +74,22 @@ def test_a_lock_output_cannot_carry_an_earmark() -> None:
         tb.decode(bytes(body))
     assert err.value.field == "outputs.condition"
     assert world.settle_one(bytes(body), START) == Status.MALFORMED
+
+
+def test_builders_pick_free_tokens_around_earmarked_ones() -> None:
+    """``Ledger.spendable`` leaves out earmarked (and locked) tokens, so a built lock or payment
+    never picks an earmarked token, even when it is the best fit (review finding)."""
+    world = make_world()
+    ((e_token, e_value),) = world.earmarked(ALICE)
+    free = world.free(ALICE)
+    assert world.ledger.spendable(ALICE) == free
+    amount = e_value - 5_000  # the earmarked token would be the smallest token covering it
+    assert all(value > e_value for _, value in free)
+    lock = world.ledger.build_lock(
+        world.keys, ALICE, amount, FOOD, FOOD, START + 3_600_000, 0, START
+    )
+    assert tb.decode(lock)["inputs"] != [e_token]
+    assert world.settle_one(lock, START) == Status.OK
+    assert world.ledger.held_fen(ALICE) == amount
+    assert world.earmarked(ALICE) == [(e_token, e_value)]
+    world.ledger.check_invariants()

@@ -464,7 +464,7 @@ class CrashingLedger:
 
     def __init__(self, ledger: tb.Ledger, crash_at: int, after: bool) -> None:
         self.inner, self.crash_at, self.after, self.calls = ledger, crash_at, after, 0
-        self.wallet, self.unspent = ledger.wallet, ledger.unspent
+        self.wallet, self.spendable = ledger.wallet, ledger.spendable
         self.payee_states, self.outflow_room = ledger.payee_states, ledger.outflow_room
 
     @property

@@ -121,10 +121,10 @@ def test_cluster_preflight_reads_each_payees_home_shard(two_workers: Cluster) ->
     assert states.balance_fen.tolist() == [0, 0, spec.total_fen() + spec.margin_fen, 0]
     assert ledger.wallet(424242) is None
     with pytest.raises(tb.UnknownWallet):
-        ledger.unspent(424242)
+        ledger.spendable(424242)
     info = ledger.wallet(spec.employer)
     assert info is not None and info.kind == tb.WalletKind.CORPORATE
-    assert sum(v for _, v in ledger.unspent(spec.employer)) == info.balance_fen
+    assert sum(v for _, v in ledger.spendable(spec.employer)) == info.balance_fen
     assert ledger.outflow_room(spec.employer, RUN_MS) == (None, None)
     assert ledger.last_timestamp_ms == gen.WORLD_TIMESTAMP_MS
 

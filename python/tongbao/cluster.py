@@ -325,10 +325,11 @@ QUERIES = ("wallet", "payee_states", "unspent", "outflow_room", "last_timestamp_
 
 def query_ledger(ledger: Ledger, request: dict[str, Any]) -> bytes:
     """Answer one read of a vshard's ledger as JSON bytes (see :data:`QUERIES`): ``wallet``
-    (its fields, or null), ``payee_states`` (four lists), ``unspent`` ([[token hex, fen]],
-    null if unknown), ``outflow_room`` ([cap or null, room or null]), ``last_timestamp_ms``,
-    ``digest`` (the shard's share of the content digest,
-    :func:`tongbao.shard.content_parts`). Raises ``InvalidArgument`` for an unknown read.
+    (its fields, or null), ``payee_states`` (four lists), ``unspent`` (the spendable tokens,
+    :meth:`tongbao.Ledger.spendable`: [[token hex, fen]], null if unknown), ``outflow_room``
+    ([cap or null, room or null]), ``last_timestamp_ms``, ``digest`` (the shard's share of the
+    content digest, :func:`tongbao.shard.content_parts`). Raises ``InvalidArgument`` for an
+    unknown read.
 
     >>> import tongbao as tb
     >>> ledger = tb.Ledger()
@@ -357,7 +358,7 @@ def query_ledger(ledger: Ledger, request: dict[str, Any]) -> bytes:
         wallet_id = int(request["id"])
         if ledger.wallet(wallet_id) is None:
             return b"null"
-        return orjson.dumps([[t.hex(), v] for t, v in ledger.unspent(wallet_id)])
+        return orjson.dumps([[t.hex(), v] for t, v in ledger.spendable(wallet_id)])
     if q == "outflow_room":
         return orjson.dumps(list(ledger.outflow_room(int(request["id"]), int(request["ts"]))))
     if q == "last_timestamp_ms":

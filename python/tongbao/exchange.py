@@ -124,7 +124,7 @@ def _redemption(
 ) -> bytes:
     """A redemption destroying ``amount_fen`` of the operator's tokens (change back to it)."""
     picked, total = [], 0
-    for token, value in sorted(ledger.unspent(operator), key=lambda t: -t[1]):
+    for token, value in sorted(ledger.spendable(operator), key=lambda t: -t[1]):
         if total >= amount_fen:
             break
         picked.append(token)

@@ -587,6 +587,26 @@ class Ledger:
         listed by :meth:`locks`). Raises ``UnknownWallet``."""
         return list(self._core.unspent(wallet_id))
 
+    def spendable(self, wallet_id: int) -> list[tuple[bytes, int]]:
+        """The tokens a plain payment from the wallet can spend, as ``(token_id, value_fen)``:
+        unspent, not locked, not earmarked (earmarked value is spent by explicit transactions,
+        ``docs/programmable-money.md``). What every builder picks from. Raises ``UnknownWallet``.
+
+        >>> import tongbao as tb
+        >>> ledger, keys = tb.Ledger(), tb.Keyring()
+        >>> ledger.open_wallets(keys, [1], tb.WalletKind.CENTRAL_BANK)
+        >>> ledger.open_wallets(keys, [2], tb.WalletKind.OPERATOR)
+        >>> ledger.settle([tb.issue(keys, 1, [(2, 5_000)], timestamp_ms=0)], 0).ok
+        True
+        >>> [value for _, value in ledger.spendable(2)]
+        [5000]
+        """
+        tokens = self.unspent(wallet_id)
+        if not tokens or not self._core.condition_ids():
+            return tokens
+        marks = self.earmarks([t for t, _ in tokens])
+        return [tv for tv, mark in zip(tokens, marks, strict=True) if not mark]
+
     def earmarks(self, token_ids: Sequence[bytes]) -> list[int]:
         """The spending condition each token is earmarked under (0: free, or not an unspent
         token). One call for the whole list."""

@@ -340,7 +340,7 @@ def build_locks(
             raise InvalidArgument(f"lock {n}: a lock holds at least 1 fen")
         payer = int(r.payer)
         if payer not in views:
-            views[payer] = ledger.unspent(payer)  # free tokens only
+            views[payer] = ledger.spendable(payer)  # neither locked nor earmarked
         tokens = views[payer]
         covering = [t for t in tokens if t[1] >= amount]
         if covering:

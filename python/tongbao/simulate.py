@@ -523,7 +523,7 @@ def pay_salaries(
             raise InvalidArgument("a salary run needs one amount per employee, and employees")
         if len(run.employees) + 1 > tb.OUTPUTS_MAX:
             raise InvalidArgument(f"a salary run pays at most {tb.OUTPUTS_MAX - 1} payslips")
-        tokens = views.setdefault(run.employer, sorted(ledger.unspent(run.employer), key=_value))
+        tokens = views.setdefault(run.employer, sorted(ledger.spendable(run.employer), key=_value))
         need = sum(int(a) for a in run.amounts_fen)
         inputs: list[bytes] = []
         gathered = 0
@@ -1150,7 +1150,7 @@ class Simulation:
         t0 = time.perf_counter()
         txs = []
         for op in self._operators.tolist():
-            tokens = self.ledger.unspent(op)[: tb.INPUTS_MAX]
+            tokens = self.ledger.spendable(op)[: tb.INPUTS_MAX]
             total = sum(value for _, value in tokens)
             destroy = total // 2
             if destroy == 0:

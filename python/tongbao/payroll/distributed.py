@@ -100,7 +100,7 @@ class ClusterPayrollLedger:
             can_sweep=cols[3][pick],
         )
 
-    def unspent(self, wallet_id: int) -> list[tuple[bytes, int]]:
+    def spendable(self, wallet_id: int) -> list[tuple[bytes, int]]:
         got = self._ask(wallet_id, {"q": "unspent", "id": int(wallet_id)})
         if got is None:
             raise UnknownWallet(f"wallet {wallet_id} is not registered", wallet_id)

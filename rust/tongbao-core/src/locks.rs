@@ -69,10 +69,6 @@ pub struct LockState {
 }
 
 impl LockState {
-    pub fn is_empty(&self) -> bool {
-        self.locks.is_empty() && self.lapsed.is_empty()
-    }
-
     /// Whether `token` is locked (cheap when there are no locks).
     #[inline]
     pub fn is_locked(&self, token: &TokenId) -> bool {
