@@ -843,18 +843,7 @@ pub fn decode(bytes: &[u8]) -> Result<Transaction, DecodeError> {
         lock = Some(LockBody::Lock(terms));
     }
 
-    let reference_len = r.u8("reference_len")? as usize;
-    if reference_len > REFERENCE_LEN_MAX {
-        return Err(DecodeError::new(
-            "reference_len",
-            r.pos - 1,
-            format!("reference is {reference_len} bytes, at most {REFERENCE_LEN_MAX} allowed"),
-        ));
-    }
-    let reference = r.take(reference_len, "reference")?.to_vec();
-    let body_len = r.pos;
-
-    let signatures = read_signatures(&mut r)?;
+    let (reference, body_len, signatures) = read_reference_and_signatures(&mut r)?;
 
     if earmark_version && !outputs.iter().any(|o| o.condition != Condition::None) {
         return Err(DecodeError::new(
@@ -942,17 +931,7 @@ fn decode_lock_use(
     } else {
         LockBody::Release { payer }
     };
-    let reference_len = r.u8("reference_len")? as usize;
-    if reference_len > REFERENCE_LEN_MAX {
-        return Err(DecodeError::new(
-            "reference_len",
-            r.pos - 1,
-            format!("reference is {reference_len} bytes, at most {REFERENCE_LEN_MAX} allowed"),
-        ));
-    }
-    let reference = r.take(reference_len, "reference")?.to_vec();
-    let body_len = r.pos;
-    let signatures = read_signatures(&mut r)?;
+    let (reference, body_len, signatures) = read_reference_and_signatures(&mut r)?;
     let id = tx_id_of_body(&r.bytes[..body_len]);
     Ok(Transaction {
         kind,
@@ -967,6 +946,25 @@ fn decode_lock_use(
         lock: Some(body),
         define: None,
     })
+}
+
+/// The end every body shares: the reference, then the signature section. Returns the
+/// reference, the body's length (where the signatures start) and the signatures.
+fn read_reference_and_signatures(
+    r: &mut Reader<'_>,
+) -> Result<(Vec<u8>, usize, Vec<SignatureEntry>), DecodeError> {
+    let reference_len = r.u8("reference_len")? as usize;
+    if reference_len > REFERENCE_LEN_MAX {
+        return Err(DecodeError::new(
+            "reference_len",
+            r.pos - 1,
+            format!("reference is {reference_len} bytes, at most {REFERENCE_LEN_MAX} allowed"),
+        ));
+    }
+    let reference = r.take(reference_len, "reference")?.to_vec();
+    let body_len = r.pos;
+    let signatures = read_signatures(r)?;
+    Ok((reference, body_len, signatures))
 }
 
 /// Read the signature section; the reader must end exactly at the end of the input.
@@ -1158,17 +1156,7 @@ fn decode_admin(
         }
         _ => {}
     }
-    let reference_len = r.u8("reference_len")? as usize;
-    if reference_len > REFERENCE_LEN_MAX {
-        return Err(DecodeError::new(
-            "reference_len",
-            r.pos - 1,
-            format!("reference is {reference_len} bytes, at most {REFERENCE_LEN_MAX} allowed"),
-        ));
-    }
-    let reference = r.take(reference_len, "reference")?.to_vec();
-    let body_len = r.pos;
-    let signatures = read_signatures(&mut r)?;
+    let (reference, body_len, signatures) = read_reference_and_signatures(&mut r)?;
     let id = tx_id_of_body(&r.bytes[..body_len]);
     Ok(Transaction {
         kind,
@@ -1326,17 +1314,7 @@ fn decode_define(
         let b = r.take(4, "define.regions")?;
         Ok(u32::from_le_bytes(b.try_into().expect("4 bytes")))
     })?;
-    let reference_len = r.u8("reference_len")? as usize;
-    if reference_len > REFERENCE_LEN_MAX {
-        return Err(DecodeError::new(
-            "reference_len",
-            r.pos - 1,
-            format!("reference is {reference_len} bytes, at most {REFERENCE_LEN_MAX} allowed"),
-        ));
-    }
-    let reference = r.take(reference_len, "reference")?.to_vec();
-    let body_len = r.pos;
-    let signatures = read_signatures(&mut r)?;
+    let (reference, body_len, signatures) = read_reference_and_signatures(&mut r)?;
     let tx_id = tx_id_of_body(&r.bytes[..body_len]);
     Ok(Transaction {
         kind: Kind::Define,
