@@ -47,6 +47,25 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def hwm_mb(pid: int | str = "self") -> float:
+    """Peak RSS (VmHWM) of a process, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def log(line: str) -> None:
+    """Progress of the (untimed) setup steps, on stderr."""
+    print(line, file=sys.stderr, flush=True)
+
+
+def reset_hwm() -> None:
+    """Reset this process's peak RSS (Linux: write 5 to clear_refs), so the next phase's peak
+    is its own."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
 def current_rss_mb() -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -133,24 +152,35 @@ def baseline() -> dict[str, object]:
     }
 
 
-def cluster_compare(payees: int, fmt: str, vshards: int) -> list[dict[str, object]]:
-    """The same payroll embedded, then on a cluster with 1 and 2 workers (fresh each)."""
+def cluster_compare(
+    payees: int, fmt: str, vshards: int, worker_counts: list[int]
+) -> list[dict[str, object]]:
+    """The same payroll embedded, then on a cluster with each of ``worker_counts`` workers
+    (fresh each). Peak RSS: of this process during each run (VmHWM reset before it), and of
+    each worker process."""
     rows: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory(prefix="tb-payroll-cluster-bench-") as tmp:
         d = Path(tmp)
         spec = gen.PayrollSpec(payees=payees, seed=42)
         file = d / ("payroll.csv" if fmt == "csv" else "payroll.xml")
+        t0 = time.perf_counter()
         (gen.write_csv if fmt == "csv" else gen.write_pain001)(spec, file)
+        log(f"{payees:,}: file written in {time.perf_counter() - t0:.1f} s")
         keys = tb.Keyring()
         keys.generate([spec.employer], int(tb.Scheme.ED25519), b"tongbao")
         with tb.Ledger.open(d / "ledger") as ledger:
+            t0 = time.perf_counter()
             gen.setup_world(ledger, tb.Keyring(), spec)
+            log(f"{payees:,}: embedded world in {time.perf_counter() - t0:.1f} s")
+            reset_hwm()
+            rss_before = current_rss_mb()
             t = time.perf_counter()
             result = payroll.run_payroll(
                 ledger, keys, payroll.parse_file(file), spec.employer, d / "runs",
                 timestamp_ms=RUN_MS,
             )  # fmt: skip
             total_s = time.perf_counter() - t
+            peak = hwm_mb()
             assert result.paid == payees, result.summary()
             expected = ledger.content_digest()
         rows.append(
@@ -158,11 +188,14 @@ def cluster_compare(payees: int, fmt: str, vshards: int) -> list[dict[str, objec
                 "mode": "embedded",
                 "payees": payees,
                 "total_s": round(total_s, 2),
-                "settle_s": round(result.phases_s["settle"], 2),
+                **{f"{k}_s": round(v, 2) for k, v in result.phases_s.items()},
                 "payees_per_s": round(payees / total_s),
+                "peak_rss_mb": round(peak),
+                "rss_mb_before": round(rss_before),
             }
         )
-        for workers in (1, 2):
+        log(json.dumps(rows[-1]))
+        for workers in worker_counts:
             server = RedisServer(d / f"redis{workers}")
             server.start()
             data = d / f"data{workers}"
@@ -171,12 +204,15 @@ def cluster_compare(payees: int, fmt: str, vshards: int) -> list[dict[str, objec
             try:
                 half = vshards // 2
                 ranges = ["all"] if workers == 1 else [f"0-{half - 1}", f"{half}-{vshards - 1}"]
-                for r in ranges:
-                    pool.start(r)
+                names = [pool.start(r) for r in ranges]
                 with cluster.Cluster(server.url, vshard_count=vshards, timeout_s=600) as client:
+                    t0 = time.perf_counter()
                     gen.setup_world(
                         tb.Ledger(verify_signatures=False), tb.Keyring(), spec, cluster=client
                     )
+                    log(f"{payees:,}: cluster world in {time.perf_counter() - t0:.1f} s")
+                    reset_hwm()
+                    rss_before = current_rss_mb()
                     t = time.perf_counter()
                     result = payroll.run_payroll(
                         ClusterPayrollLedger(client, spec.employer), keys,
@@ -184,8 +220,10 @@ def cluster_compare(payees: int, fmt: str, vshards: int) -> list[dict[str, objec
                         timestamp_ms=RUN_MS,
                     )  # fmt: skip
                     total_s = time.perf_counter() - t
+                    peak = hwm_mb()
                     cluster.wait_idle(client.redis, 600)
                     idle_s = time.perf_counter() - t
+                    worker_peaks = [round(hwm_mb(pool.processes[n].pid)) for n in names]
                     assert result.paid == payees, result.summary()
                     if client.content_digest() != expected:
                         raise SystemExit("cluster and embedded content digests differ")
@@ -198,11 +236,15 @@ def cluster_compare(payees: int, fmt: str, vshards: int) -> list[dict[str, objec
                     "payees": payees,
                     "vshards": vshards,
                     "total_s": round(total_s, 2),
-                    "settle_s": round(result.phases_s["settle"], 2),
+                    **{f"{k}_s": round(v, 2) for k, v in result.phases_s.items()},
                     "idle_s": round(idle_s, 2),
                     "payees_per_s": round(payees / total_s),
+                    "peak_rss_mb": round(peak),
+                    "rss_mb_before": round(rss_before),
+                    "worker_peak_rss_mb": worker_peaks,
                 }
             )
+            log(json.dumps(rows[-1]))
     return rows
 
 
@@ -214,6 +256,9 @@ def main() -> None:
         "--cluster", action="store_true", help="embedded vs a cluster of 1 and 2 workers"
     )
     parser.add_argument("--vshards", type=int, default=16, help="cluster vshards (--cluster)")
+    parser.add_argument(
+        "--workers", type=int, nargs="+", default=[1, 2], help="worker counts (--cluster)"
+    )
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--setup", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--baseline", action="store_true", help=argparse.SUPPRESS)
@@ -227,17 +272,19 @@ def main() -> None:
     if args.baseline:
         print(json.dumps(baseline()))
         return
+    me = [sys.executable, __file__]
+    base = json.loads(subprocess.check_output([*me, "--baseline"]))
     if args.cluster:
+        print(json.dumps({"baseline": base}), flush=True)
         for n in args.payees:
             for fmt in args.format:
-                rows = cluster_compare(n, fmt, args.vshards)
+                rows = cluster_compare(n, fmt, args.vshards, args.workers)
                 embedded = float(rows[0]["payees_per_s"])  # type: ignore[arg-type]
                 for row in rows:
                     row["vs_embedded"] = round(float(row["payees_per_s"]) / embedded, 2)  # type: ignore[arg-type]
-                    print(json.dumps(row))
+                    row["vs_baseline"] = round(float(row["payees_per_s"]) / base["payees_per_s"], 2)
+                    print(json.dumps(row), flush=True)
         return
-    me = [sys.executable, __file__]
-    base = json.loads(subprocess.check_output([*me, "--baseline"]))
     print(
         f"baseline: engine, single-payee transfers, signatures off, in memory: "
         f"{base['payees_per_s']:,} payees/s ({base['payments']:,} in {base['settle_s']} s)"

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -158,30 +158,68 @@ class Programme:
             reference=self.name.encode()[: _core.REFERENCE_LEN_MAX],
         )
 
-    def issue_txs(self, ledger: Ledger, keyring: _core.Keyring, timestamp_ms: int) -> list[bytes]:
+    def issue_txs(
+        self,
+        ledger: Ledger,
+        keyring: _core.Keyring,
+        timestamp_ms: int,
+        funding: list[tuple[bytes, int]] | None = None,
+    ) -> list[bytes]:
         """Transactions that earmark every allocation from the issuer's free tokens, chained so
-        they settle in one batch (each spends the previous one's change). Raises
-        ``InvalidArgument`` when the issuer's free value does not cover the budget."""
-        free = [
-            (t, v)
-            for (t, v), mark in zip(
-                ledger.unspent(self.issuer),
-                ledger.earmarks([t for t, _ in ledger.unspent(self.issuer)]),
-                strict=True,
-            )
-            if mark == 0
+        they settle in one batch (each spends the previous one's change), in chunks of
+        ``OUTPUTS_PER_TX`` recipients. Raises ``InvalidArgument`` when the issuer's free value
+        does not cover what is left to issue.
+
+        Safe to call again after a crash, two ways (docs/programmable-money.md):
+
+        - ``funding`` given (the issuer's free ``(token, fen)`` the issuance was first planned
+          from): the same transactions, byte for byte, every time; the ledger answers
+          ``ALREADY_SETTLED`` for those that settled before the crash.
+        - otherwise: a check of what was issued. Chunk *k* settles only after chunk *k-1*
+          (its change, or the batch order), so the condition's ``issued_fen`` is the sum of
+          the first *j* chunks: those are skipped and only the rest is built, from the
+          issuer's free tokens as they are now. An ``issued_fen`` that is no such sum (the
+          condition was issued by something else) raises ``InvalidArgument``.
+        """
+        allocations = list(self.allocations)
+        chunks = [
+            allocations[start : start + OUTPUTS_PER_TX]
+            for start in range(0, len(allocations), OUTPUTS_PER_TX)
         ]
-        free.sort(key=lambda tv: -tv[1])
-        if sum(v for _, v in free) < self.budget_fen:
+        first = 0
+        if funding is None:
+            info = ledger.condition(self.condition)
+            issued = info.issued_fen if info is not None else 0
+            done = 0
+            while first < len(chunks) and done < issued:
+                done += sum(a for _, a in chunks[first])
+                first += 1
+            if done != issued:
+                raise InvalidArgument(
+                    f"programme {self.name!r}: condition {self.condition} has {issued} fen "
+                    f"issued, which is not the sum of a first run of its chunks: it was not "
+                    f"issued by this programme; refusing to issue again"
+                )
+            unspent = ledger.unspent(self.issuer)
+            free = [
+                tv
+                for tv, mark in zip(unspent, ledger.earmarks([t for t, _ in unspent]), strict=True)
+                if mark == 0
+            ]
+        else:
+            free = list(funding)
+        free.sort(key=lambda tv: (-tv[1], tv[0]))
+        need_all = sum(a for chunk in chunks[first:] for _, a in chunk)
+        if sum(v for _, v in free) < need_all:
             raise InvalidArgument(
                 f"programme {self.name!r}: issuer {self.issuer} has "
-                f"{sum(v for _, v in free)} fen free, the budget is {self.budget_fen} fen"
+                f"{sum(v for _, v in free)} fen free, {need_all} fen is left to issue "
+                f"(budget {self.budget_fen} fen)"
             )
         txs: list[bytes] = []
         change: tuple[bytes, int] | None = None
-        allocations = list(self.allocations)
-        for start in range(0, len(allocations), OUTPUTS_PER_TX):
-            chunk = allocations[start : start + OUTPUTS_PER_TX]
+        for k in range(first, len(chunks)):
+            chunk = chunks[k]
             need = sum(a for _, a in chunk)
             inputs: list[tuple[bytes, int]] = [change] if change else []
             while sum(v for _, v in inputs) < need:
@@ -197,13 +235,12 @@ class Programme:
             ]
             if have > need:
                 outputs.append((self.issuer, have - need))
-            reference = f"{self.condition}:{start // OUTPUTS_PER_TX}".encode()
             body = encode_tx(
                 Kind.TRANSFER,
                 [t for t, _ in inputs],
                 outputs,
                 timestamp_ms,
-                reference=reference,
+                reference=f"{self.condition}:{k}".encode(),
             )
             tx = sign(keyring, body, [self.issuer])
             txs.append(tx)
@@ -445,12 +482,24 @@ def run_programme(
     merchant_count: int = 100,
     seed: int = 0,
     threads: int = 0,
+    ledger_dir: str | Path | None = None,
+    batch_txs: int = 50_000,
+    on_batch: Callable[[str, int, dict[str, int]], None] | None = None,
 ) -> ProgrammeRun:
-    """Run a programme end to end on a fresh embedded ledger: open the wallets (central bank,
-    operator, issuer, recipients, merchants of the allowed categories), fund the issuer,
-    define, issue, let a ``spend_share`` of the recipients spend 50-100 % of their allocation
-    at random merchants on random days of the window (one batch a day, at noon Shanghai
-    time), reclaim the rest at ``valid_until`` and report. Supply is checked after each phase.
+    """Run a programme end to end: open the wallets (central bank, operator, issuer,
+    recipients, merchants of the allowed categories), fund the issuer, define, issue, let a
+    ``spend_share`` of the recipients spend 50-100 % of their allocation at random merchants
+    on random days of the window (one batch a day, at noon Shanghai time), reclaim the rest at
+    ``valid_until`` and report. Supply is checked after each phase.
+
+    In memory by default; with ``ledger_dir``, on a durable ledger there, and a re-run after a
+    crash at any point completes the run without issuing (or paying) anything twice: every
+    transaction up to the reclaim is deterministic (keys from a fixed seed, the issuer funded
+    by one known token, :meth:`Programme.issue_txs` planned from it), so the ledger answers
+    ``ALREADY_SETTLED`` for what settled before the crash; spending days already past on the
+    ledger are skipped; the reclaim takes whatever earmarked tokens are left. Transactions
+    settle ``batch_txs`` at a time; ``on_batch(phase, index, counts)`` is called after each
+    batch is settled (and logged, on a durable ledger).
 
     >>> p = parse_programme({"programme": {
     ...     "name": "demo", "condition": 7, "issuer": 500, "amount_fen": 1_000,
@@ -467,7 +516,8 @@ def run_programme(
     import random
 
     from tongbao.tx import issue as issue_tx
-    from tongbao.types import Status, WalletKind
+    from tongbao.tx import transfer
+    from tongbao.types import Scheme, Status, WalletKind
 
     rng = random.Random(seed)
     central_bank, operator = 1, 2
@@ -484,42 +534,63 @@ def run_programme(
             next_id += 1
     if taken & set(merchants):
         raise InvalidArgument("a merchant id is also a recipient, issuer or reserved id (1, 2)")
-    ledger = Ledger(threads=threads)
+    if batch_txs < 1:
+        raise InvalidArgument(f"batch_txs must be positive, got {batch_txs}")
+    if ledger_dir is None:
+        ledger = Ledger(threads=threads)
+    else:
+        ledger = Ledger.open(ledger_dir, threads=threads)
     keys = _core.Keyring()
-    ledger.open_wallets(keys, [central_bank], WalletKind.CENTRAL_BANK)
-    ledger.open_wallets(keys, [operator], WalletKind.OPERATOR)
+
+    def open_wallets(ids: list[int], kind: WalletKind, **attrs: Any) -> None:
+        # Keys are derived from a fixed seed: the same on a re-run. Register only the wallets
+        # a crashed run had not registered yet.
+        keys.generate(ids, int(Scheme.ED25519), b"tongbao")
+        new = [w for w in ids if ledger.wallet(w) is None]
+        if new:
+            ledger.open_wallets(keys, new, kind, **attrs)
+
+    open_wallets([central_bank], WalletKind.CENTRAL_BANK)
+    open_wallets([operator], WalletKind.OPERATOR)
     issuers = sorted({programme.issuer, programme.reclaimer})
-    ledger.open_wallets(keys, issuers, WalletKind.CORPORATE, operator=operator)
-    ledger.open_wallets(keys, recipients, WalletKind.PERSONAL, operator=operator)
+    open_wallets(issuers, WalletKind.CORPORATE, operator=operator)
+    open_wallets(recipients, WalletKind.PERSONAL, operator=operator)
     mccs = list(programme.mccs) or [5999]
     region = programme.regions[0] if programme.regions else 0
     for i, mcc in enumerate(mccs):
         group = merchants[i :: len(mccs)]
         if group:
-            ledger.open_wallets(
-                keys, group, WalletKind.MERCHANT, operator=operator, mcc=mcc, region=region
-            )
+            open_wallets(group, WalletKind.MERCHANT, operator=operator, mcc=mcc, region=region)
     day_ms = 86_400_000
     t = programme.not_before_ms - day_ms
     statuses: dict[str, dict[str, int]] = {}
 
     def settle(phase: str, txs: list[bytes], at_ms: int) -> None:
         counts = statuses.setdefault(phase, {})
-        for start in range(0, len(txs), 50_000):
-            result = ledger.settle(txs[start : start + 50_000], at_ms)
+        for start in range(0, len(txs), batch_txs):
+            result = ledger.settle(txs[start : start + batch_txs], at_ms)
             for code in result.statuses:
                 name = Status(int(code)).name
                 counts[name] = counts.get(name, 0) + 1
+            if on_batch is not None:
+                on_batch(phase, start // batch_txs, counts)
         ledger.check_invariants()
 
     budget = programme.budget_fen
-    funding = [issue_tx(keys, central_bank, [(operator, budget)], t)]
-    settle("fund", funding, t)
-    paid, _ = ledger.build_payments(keys, [operator], [programme.issuer], [budget], t)
-    settle("fund", paid, t)
-    settle("define", [programme.define_tx(keys, t)], t)
-    issued = programme.issue_txs(ledger, keys, t)
-    settle("issue", issued, t)
+    # Deterministic funding: the central bank issues the budget to the operator, which pays it
+    # to the issuer in one known token; the issuance is planned from that token alone.
+    funding = issue_tx(keys, central_bank, [(operator, budget)], t)
+    paid = transfer(
+        keys, [token_id(transaction_id(funding), 0)], [(programme.issuer, budget)], [operator], t
+    )
+    issued = programme.issue_txs(
+        ledger, keys, t, funding=[(token_id(transaction_id(paid), 0), budget)]
+    )
+    if ledger.last_timestamp_ms <= t:  # else a crashed run had issued everything and gone on
+        settle("fund", [funding], t)
+        settle("fund", [paid], t)
+        settle("define", [programme.define_tx(keys, t)], t)
+        settle("issue", issued, t)
     # Each recipient's earmarked token: output i % OUTPUTS_PER_TX of chunk i // OUTPUTS_PER_TX.
     ids = [transaction_id(tx) for tx in issued]
     days = max(1, (programme.valid_until_ms - programme.not_before_ms) // day_ms)
@@ -539,6 +610,8 @@ def run_programme(
         body = encode_tx(Kind.TRANSFER, [token], outputs, at_ms)
         spends.setdefault(at_ms, []).append((body, wallet))
     for at_ms in sorted(spends):
+        if at_ms < ledger.last_timestamp_ms:  # a day a crashed run had settled
+            continue
         bodies = [b for b, _ in spends[at_ms]]
         signed = keys.sign(bodies, [[w] for _, w in spends[at_ms]])
         settle("spend", signed, at_ms)

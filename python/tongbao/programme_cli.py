@@ -1,8 +1,10 @@
 """The ``tongbao programme`` command: subsidy, coupon and red-envelope programmes.
 
 ``run CONFIG`` runs a programme end to end on an embedded ledger (define, issue, spending,
-reclaim) and prints its report; ``check CONFIG`` validates a config and prints who gets how
-much (recomputed from the seeds: the audit); ``envelope`` prints a seeded red-envelope split.
+reclaim) and prints its report (``--ledger DIR``: a durable one, and a re-run after a crash
+completes the run without issuing twice); ``check CONFIG`` validates a config and prints who
+gets how much (recomputed from the seeds: the audit); ``envelope`` prints a seeded
+red-envelope split.
 
 >>> from tongbao.cli import main
 >>> main(["programme", "envelope", "--total-fen", "1000", "--count", "4", "--seed", "doc"])
@@ -13,6 +15,8 @@ much (recomputed from the seeds: the audit); ``envelope`` prints a seeded red-en
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from pathlib import Path
 
 import orjson
@@ -50,6 +54,19 @@ def add_programme(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
     run.add_argument("--seed", type=int, default=0, help="seed of the simulated spending")
     run.add_argument("--threads", type=int, default=0, help="engine threads, 0 for all")
     run.add_argument("--json", action="store_true", help="print the report as JSON")
+    run.add_argument(
+        "--ledger",
+        type=Path,
+        metavar="DIR",
+        help="run on a durable ledger in DIR; re-run after a crash to complete the run "
+        "(nothing is issued or paid twice)",
+    )
+    run.add_argument("--batch-txs", type=int, default=50_000, help="transactions per settled batch")
+    run.add_argument(
+        "--progress",
+        action="store_true",
+        help="print a line to stderr after each settled batch (PHASE batch N: counts)",
+    )
     run.set_defaults(handler=run_run)
     check = sub.add_parser(
         "check",
@@ -70,13 +87,28 @@ def run_run(args: argparse.Namespace, console: Console) -> int:
     programme = pg.load_programme(args.config)
     if not 0.0 <= args.spend_share <= 1.0:
         raise InvalidArgument(f"--spend-share must be in [0, 1], got {args.spend_share}")
+
+    # Test hook (tests/test_programme_crash.py): "PHASE:N" stops after batch N of PHASE has
+    # settled, until stdin closes, so a test can SIGKILL the process at that exact point.
+    pause = os.environ.get("TONGBAO_PROGRAMME_PAUSE_AFTER", "")
+
+    def progress(phase: str, index: int, counts: dict[str, int]) -> None:
+        print(f"{phase} batch {index}: {counts}", file=sys.stderr, flush=True)
+        if pause == f"{phase}:{index}":
+            print("paused", file=sys.stderr, flush=True)
+            sys.stdin.read()
+
     run = pg.run_programme(
         programme,
         spend_share=args.spend_share,
         merchant_count=args.merchants,
         seed=args.seed,
         threads=args.threads,
+        ledger_dir=args.ledger,
+        batch_txs=args.batch_txs,
+        on_batch=progress if args.progress else None,
     )
+    run.ledger.close()
     r = run.report
     if args.json:
         doc = r.to_json() | {"statuses": run.statuses}
@@ -86,8 +118,11 @@ def run_run(args: argparse.Namespace, console: Console) -> int:
         for phase, counts in run.statuses.items():
             console.print(f"  {phase:<10} {counts}", highlight=False)
     adds_up = r.issued_fen == r.spent_fen + r.reclaimed_fen + r.outstanding_fen
+    # ALREADY_SETTLED: settled by an earlier, crashed run of the same programme (--ledger).
     refusals = any(
-        k != "OK" for p in ("fund", "define", "issue", "reclaim") for k in run.statuses.get(p, {})
+        k not in ("OK", "ALREADY_SETTLED")
+        for p in ("fund", "define", "issue", "reclaim")
+        for k in run.statuses.get(p, {})
     )
     return 0 if adds_up and not refusals and r.issued_fen == r.budget_fen else 1
 

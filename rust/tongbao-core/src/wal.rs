@@ -278,12 +278,27 @@ fn write_attrs(w: &mut Writer, a: &WalletAttrs) {
     w.u8(a.status as u8);
 }
 
-fn read_registration(r: &mut ByteReader<'_>) -> Result<Registration> {
+/// Read one registration. `last` is the previous registration's key in the same record or
+/// snapshot: a key equal to it is not parsed again (parsing is a curve point decompression;
+/// wallets sharing a key are common in generated worlds, and a worker replays every
+/// registration once per vshard when it takes vshards over).
+fn read_registration(
+    r: &mut ByteReader<'_>,
+    last: &mut Option<(Scheme, Vec<u8>, PublicKey)>,
+) -> Result<Registration> {
     let id = r.u64()?;
     let kind = WalletKind::from_u8(r.u8()?).ok_or_else(|| r.bad("wallet kind"))?;
     let scheme = Scheme::from_u8(r.u8()?).ok_or_else(|| r.bad("wallet scheme"))?;
     let key_len = r.u8()? as usize;
-    let key = PublicKey::parse(scheme, r.take(key_len)?).map_err(|_| r.bad("wallet key"))?;
+    let bytes = r.take(key_len)?;
+    let key = match last {
+        Some((s, b, key)) if *s == scheme && b.as_slice() == bytes => key.clone(),
+        _ => {
+            let key = PublicKey::parse(scheme, bytes).map_err(|_| r.bad("wallet key"))?;
+            *last = Some((scheme, bytes.to_vec(), key.clone()));
+            key
+        }
+    };
     let attrs = read_attrs(r)?;
     Ok(Registration {
         id,
@@ -488,8 +503,9 @@ pub(crate) fn decode_payload<'a>(
                 RECORD_WALLETS => {
                     let n = u32::from_le_bytes(r.take(4)?.try_into().expect("4"));
                     let mut wallets = Vec::with_capacity((n as usize).min(body.len() / 8));
+                    let mut last = None;
                     for _ in 0..n {
-                        wallets.push(read_registration(&mut r)?);
+                        wallets.push(read_registration(&mut r, &mut last)?);
                     }
                     Record::Wallets(wallets)
                 }
@@ -1083,8 +1099,9 @@ fn load_snapshot(ledger: &mut Ledger, path: &Path) -> Result<u64> {
     ledger.outstanding_fen = r.u64()?;
     ledger.limits = read_limits(&mut r)?;
     let n_wallets = r.u64()?;
+    let mut last = None;
     for _ in 0..n_wallets {
-        let registration = read_registration(&mut r)?;
+        let registration = read_registration(&mut r, &mut last)?;
         let id = registration.id;
         if ledger.wallets.contains_key(&id) {
             return Err(r.bad("wallet listed twice"));
