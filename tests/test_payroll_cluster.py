@@ -159,7 +159,7 @@ def crash_round(tmp: Path, seed: int, kills_wanted: int) -> tuple[int, int]:
         names = [pool.start("all"), pool.start("all")]
         with cluster.Cluster(server.url, vshard_count=VSHARDS, timeout_s=60) as client:
             gen.setup_world(tb.Ledger(verify_signatures=False), tb.Keyring(), spec, cluster=client)
-            window_s = 4.0  # grows with each run that finished before its kill
+            window_s = 0.5  # halves with each run that finished before its kill
             for _ in range(kills_wanted * 4):
                 if kills >= kills_wanted:
                     break
@@ -168,7 +168,16 @@ def crash_round(tmp: Path, seed: int, kills_wanted: int) -> tuple[int, int]:
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.PIPE,
                 )
-                time.sleep(rng.uniform(0.3, window_s))
+                # Kill at a random moment once the run has planned (its plan is on disk): an
+                # event, not a fixed delay, so a fast machine cannot finish first every time.
+                deadline = time.monotonic() + 60
+                while (
+                    proc.poll() is None
+                    and not any(runs.glob("*/plan.bin"))
+                    and time.monotonic() < deadline
+                ):
+                    time.sleep(0.005)
+                time.sleep(rng.uniform(0.0, window_s))
                 if proc.poll() is None:
                     os.kill(proc.pid, signal.SIGKILL)
                     kills += 1
@@ -178,7 +187,7 @@ def crash_round(tmp: Path, seed: int, kills_wanted: int) -> tuple[int, int]:
                         names[victim] = pool.start("all")
                         worker_kills += 1
                 else:
-                    window_s *= 1.5
+                    window_s = max(0.01, window_s / 2)
                 proc.wait()
                 assert proc.returncode in (0, 1, -signal.SIGKILL), (
                     proc.stderr and proc.stderr.read()
