@@ -200,9 +200,22 @@ def test_kills_with_locks_outstanding_replay_deadlines_identically(tmp_path: Pat
 def test_negative_control_ack_before_fsync_is_caught(tmp_path: Path) -> None:
     """With acknowledgement before fsync, a simulated power loss drops acknowledged batches
     and the checker must say so: proof the checker can fail."""
-    problems, dropped = campaign(tmp_path, kills=3, seed=5, power_loss=True, unsafe=True)
-    assert dropped > 0
-    assert any("lost" in p for p in problems), problems
+    # Whether a kill lands between an acknowledgement and the late fsync, and the power loss
+    # then drops an acknowledged batch, is up to timing (an idle machine fsyncs fast): run
+    # rounds until one loses something acknowledged; the checker must say so. A round that
+    # dropped only unacknowledged bytes must still pass clean. 12 rounds bound the test.
+    caught = False
+    for seed in range(5, 17):
+        (tmp_path / str(seed)).mkdir()
+        problems, dropped = campaign(
+            tmp_path / str(seed), kills=3, seed=seed, power_loss=True, unsafe=True
+        )
+        assert dropped > 0 or problems == [], problems
+        if problems:
+            assert any("lost" in p for p in problems), problems
+            caught = True
+            break
+    assert caught, "12 rounds of ack-before-fsync with power loss lost nothing acknowledged"
 
 
 @pytest.mark.slow
