@@ -392,6 +392,42 @@ class CampaignResult:
     seconds: float = 0.0
 
 
+def _campaign_result(
+    load: Any,
+    pool: Any,
+    client: Any,
+    data: Path,
+    vshard_count: int,
+    counts: tuple[int, int, int],
+    began: float,
+) -> CampaignResult:
+    """End of a campaign (one Redis or a Redis Cluster): wait for the client, stop the workers,
+    compare every balance with the reference and run the checker."""
+    worker_kills, redis_kills, rounds = counts
+    load.client_wait()
+    entries = sum(s.entries for s in cluster.cluster_status(client.redis))
+    pool.stop_all()
+    expected = load.expected_balances()
+    got = cluster_balances(data, vshard_count, list(expected))
+    balance_errors = [
+        f"wallet {w}: cluster {got[w]}, reference {expected[w]}"
+        for w in expected
+        if got[w] != expected[w]
+    ]
+    report = check_cluster(data, vshard_count, client.redis, load.history)
+    return CampaignResult(
+        worker_kills,
+        redis_kills,
+        rounds,
+        report.acknowledged,
+        load.mismatches,
+        balance_errors,
+        report,
+        entries,
+        time.monotonic() - began,
+    )
+
+
 def run_campaign(
     directory: Path,
     *,
@@ -448,27 +484,8 @@ def run_campaign(
                     names[names.index(victim)] = pool.start()
             load.round(payments)
             rounds += 1
-            load.client_wait()
-            entries = sum(s.entries for s in cluster.cluster_status(client.redis))
-            pool.stop_all()
-            expected = load.expected_balances()
-            got = cluster_balances(data, vshard_count, list(expected))
-            balance_errors = [
-                f"wallet {w}: cluster {got[w]}, reference {expected[w]}"
-                for w in expected
-                if got[w] != expected[w]
-            ]
-            report = check_cluster(data, vshard_count, client.redis, load.history)
-            return CampaignResult(
-                worker_kills,
-                redis_kills,
-                rounds,
-                report.acknowledged,
-                load.mismatches,
-                balance_errors,
-                report,
-                entries,
-                time.monotonic() - began,
+            return _campaign_result(
+                load, pool, client, data, vshard_count, (worker_kills, redis_kills, rounds), began
             )
     finally:
         pool.stop_all()
@@ -549,27 +566,8 @@ def run_cluster_campaign(
                     members[host] = start_host(host)
             load.round(payments)
             rounds += 1
-            load.client_wait()
-            entries = sum(s.entries for s in cluster.cluster_status(client.redis))
-            pool.stop_all()
-            expected = load.expected_balances()
-            got = cluster_balances(data, vshard_count, list(expected))
-            balance_errors = [
-                f"wallet {w}: cluster {got[w]}, reference {expected[w]}"
-                for w in expected
-                if got[w] != expected[w]
-            ]
-            report = check_cluster(data, vshard_count, client.redis, load.history)
-            return CampaignResult(
-                worker_kills,
-                redis_kills,
-                rounds,
-                report.acknowledged,
-                load.mismatches,
-                balance_errors,
-                report,
-                entries,
-                time.monotonic() - began,
+            return _campaign_result(
+                load, pool, client, data, vshard_count, (worker_kills, redis_kills, rounds), began
             )
     finally:
         pool.stop_all()
